@@ -1,0 +1,125 @@
+"""One registry of adapter specs: the shipped ones, those of installed plugins, and files given by path."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from importlib.resources import files
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import NoAdapterError, SpecError
+from .spec import AdapterSpec, load_spec
+
+ENTRY_POINT_GROUP = "vreason_hooks.adapters"
+"""Third-party packages add specs here: the entry point loads to a spec path, a list of paths, an
+:class:`AdapterSpec`, or a callable returning any of these."""
+
+HOW_TO_ADD = "add one with a spec file (docs/adding-a-model.md) and pass attach(model, adapter='my_model.toml')"
+
+
+def builtin_spec_paths() -> list[Path]:
+    """The spec files shipped in ``vreason_hooks/adapters/specs``."""
+    return sorted(Path(str(p)) for p in files(__package__).joinpath("specs").iterdir() if p.name.endswith(".toml"))
+
+
+def _plugin_specs() -> list[AdapterSpec]:
+    specs: list[AdapterSpec] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        loaded = ep.load()
+        if callable(loaded) and not isinstance(loaded, AdapterSpec):
+            loaded = loaded()
+        for item in loaded if isinstance(loaded, (list, tuple)) else [loaded]:
+            spec = item if isinstance(item, AdapterSpec) else load_spec(item)
+            specs.append(spec.model_copy(update={"source": spec.source or f"entry point {ep.name} ({ep.value})"}))
+    return specs
+
+
+@functools.cache
+def _cached_available() -> tuple[AdapterSpec, ...]:
+    return tuple([load_spec(p) for p in builtin_spec_paths()] + _plugin_specs())
+
+
+def available() -> list[AdapterSpec]:
+    """Every adapter this installation knows: shipped specs first, then plugin specs."""
+    return list(_cached_available())
+
+
+def get(name: str) -> AdapterSpec:
+    """The adapter called ``name``."""
+    for spec in available():
+        if spec.name == name:
+            return spec
+    raise NoAdapterError(f"no adapter named {name!r}; available: {_names()}; {HOW_TO_ADD}")
+
+
+def find_adapter(model: nn.Module) -> AdapterSpec:
+    """The first adapter whose spec matches ``model.config`` (plugin specs may not shadow shipped ones)."""
+    config = unwrap_model(model).config
+    for spec in available():
+        if spec.matches(config):
+            return spec
+    raise NoAdapterError(
+        f"no adapter matches model_type={getattr(config, 'model_type', None)!r} "
+        f"({type(unwrap_model(model)).__name__}); available: {_names()}; {HOW_TO_ADD}"
+    )
+
+
+def _names() -> str:
+    return ", ".join(f"{s.name} ({'/'.join(s.model_types)})" for s in available())
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The transformers model under a ``peft.PeftModel`` (LoRA layers stay in place), else ``model``."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+@dataclass(frozen=True)
+class ResolvedAdapter:
+    """A spec bound to one model instance: the modules the engine hooks."""
+
+    spec: AdapterSpec
+    model: nn.Module
+    """The transformers model whose ``forward`` ``generate`` calls (a PEFT wrapper is unwrapped)."""
+    last_layer: nn.Module
+    final_norm: nn.Module
+    lm_head: nn.Module
+    cache_layer_index: int
+    """Index of the controlled layer in the KV cache (the last decoder layer)."""
+
+
+def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -> ResolvedAdapter:
+    """Pick the spec (auto, by name, by path, or given) and find its modules in ``model``."""
+    if adapter is None:
+        spec = find_adapter(model)
+    elif isinstance(adapter, AdapterSpec):
+        spec = adapter
+    elif isinstance(adapter, Path) or str(adapter).endswith(".toml"):
+        spec = load_spec(adapter)
+    else:
+        spec = get(str(adapter))
+    hf_model = unwrap_model(model)
+
+    def module(key: str) -> nn.Module:
+        path = getattr(spec.modules, key)
+        try:
+            return hf_model.get_submodule(path)
+        except AttributeError:
+            raise SpecError(
+                f"adapter spec {spec.source or spec.name}: key 'modules.{key}': {type(hf_model).__name__} has no "
+                f"submodule {path!r}"
+            ) from None
+
+    layers = module("decoder_layers")
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise SpecError(
+            f"adapter spec {spec.source or spec.name}: key 'modules.decoder_layers': {spec.modules.decoder_layers!r} "
+            "is not a non-empty nn.ModuleList"
+        )
+    last = layers[-1]
+    attention = getattr(last, "self_attn", None)
+    index = getattr(attention, "layer_idx", len(layers) - 1)
+    return ResolvedAdapter(spec, hf_model, last, module("final_norm"), module("lm_head"), int(index))

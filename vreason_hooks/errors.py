@@ -1,0 +1,21 @@
+"""Exceptions with one-line messages that say what to do."""
+
+
+class VReasonError(Exception):
+    """Base class of every error raised by vreason_hooks."""
+
+
+class UnsupportedSettingError(VReasonError, ValueError):
+    """A generation setting V-Reason cannot run under (beam search, quantized or offloaded caches, ...)."""
+
+
+class NoAdapterError(VReasonError, LookupError):
+    """No adapter spec matches the model."""
+
+
+class SpecError(VReasonError, ValueError):
+    """An adapter spec file is invalid (the message names the file and the key)."""
+
+
+class AlreadyAttachedError(VReasonError, RuntimeError):
+    """``attach`` was called on a model that already has a V-Reason session."""

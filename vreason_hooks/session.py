@@ -1,0 +1,332 @@
+"""``attach``: injects V-Reason into an unmodified transformers model and its ``generate``.
+
+Plumbing (all removed on :meth:`Session.detach`, also when the ``with`` block raises):
+
+* a forward pre-hook and a forward hook on the top model: notice each prefill (new state), count tokens,
+  read the raw logits, run the EMA switch, and every ``step_interval`` tokens take one AdamW step on ΔV;
+* a forward pre-hook on the last decoder layer: on an update step only, switch on autograd for that layer
+  and hand its attention a cache view whose span values carry the gradient to ΔV;
+* ``generate`` is wrapped on the instance (not the class) to refuse settings V-Reason cannot run under and
+  to put the original span values back into the cache when the call ends.
+
+Between updates the cache itself holds the effective values, so a decode step that does not update costs
+one entropy evaluation and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .adapters import AdapterSpec, ResolvedAdapter, resolve
+from .config import VReasonConfig
+from .controller import EntropySwitch, ValueController, entropy
+from .errors import AlreadyAttachedError, UnsupportedSettingError
+from .trace import Trace
+
+_ATTACHED: "weakref.WeakKeyDictionary[nn.Module, Session]" = weakref.WeakKeyDictionary()
+_SUPPORTED_CACHE_IMPLEMENTATIONS = (None, "dynamic")
+
+
+class _GradValuesCache:
+    """Stands in for the model's cache during the last layer's forward on an update step.
+
+    ``update`` stores the new key/value as usual and returns the span values rebuilt from ΔV with autograd
+    on; everything else is delegated to the real cache.
+    """
+
+    def __init__(self, cache, layer_index: int, controller: ValueController):
+        self._cache, self._layer_index, self._controller = cache, layer_index, controller
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        keys, values = self._cache.update(key_states, value_states, layer_idx, *args, **kwargs)
+        if layer_idx == self._layer_index:
+            values = self._controller.with_grad_path(values)
+        return keys, values
+
+    def __getattr__(self, name):
+        return getattr(self._cache, name)
+
+
+@dataclass
+class _Generation:
+    """State of one prefill and the decode steps that follow it."""
+
+    spans: list[torch.Tensor]
+    switches: list[EntropySwitch]
+    traces: list[Trace]
+    step: int = -1
+    finished: list[bool] = field(default_factory=list)
+    controller: ValueController | None = None
+    cache: object = None
+    update_now: bool = False
+
+
+class Session:
+    """A V-Reason controller attached to one model. Create it with :func:`attach`.
+
+    Attributes:
+        config: the :class:`VReasonConfig` in force.
+        adapter: the resolved adapter (spec and hooked modules).
+        traces: one :class:`Trace` per generated sequence per ``generate`` call, in call order.
+    """
+
+    def __init__(self, model: nn.Module, config: VReasonConfig | None = None, *, adapter=None):
+        self.config = config if config is not None else VReasonConfig()
+        self.adapter: ResolvedAdapter = resolve(model, adapter)
+        self.model = self.adapter.model
+        if self.model in _ATTACHED:
+            raise AlreadyAttachedError(
+                f"{type(self.model).__name__} already has a V-Reason session attached; detach it first "
+                "(leave its `with` block or call session.detach())"
+            )
+        self.traces: list[Trace] = []
+        self._state: _Generation | None = None
+        self._grad_scope: contextlib.ExitStack | None = None
+        self._eos_ids: set[int] = set()
+        self._calls = 0
+        self._warned_no_span = False
+        self._handles = []
+        self._install()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _install(self) -> None:
+        _ATTACHED[self.model] = self
+        try:
+            self._handles = [
+                self.model.register_forward_pre_hook(self._before_model, with_kwargs=True),
+                self.model.register_forward_hook(self._after_model, with_kwargs=True),
+                self.adapter.last_layer.register_forward_pre_hook(self._before_last_layer, with_kwargs=True),
+            ]
+            original = self.model.generate
+            self.model.generate = functools.wraps(original)(functools.partial(self._generate, original))
+        except BaseException:
+            self.detach()
+            raise
+
+    def detach(self) -> None:
+        """Remove every hook and the ``generate`` wrapper; the model is as it was before ``attach``."""
+        self._leave_grad_scope()
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.model.__dict__.pop("generate", None)
+        if _ATTACHED.get(self.model) is self:
+            del _ATTACHED[self.model]
+        self._state = None
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    # ------------------------------------------------------------------ generate
+    def _generate(self, original, *args, **kwargs):
+        self._check_generation_settings(kwargs)
+        generation_config = kwargs.get("generation_config") or self.model.generation_config
+        eos = kwargs.get("eos_token_id", getattr(generation_config, "eos_token_id", None))
+        self._eos_ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+        self._eos_ids |= {int(e) for e in self._eos_ids if torch.is_tensor(e)}
+        self._calls += 1
+        try:
+            return original(*args, **kwargs)
+        finally:
+            self._leave_grad_scope()
+            self._finish_generation()
+
+    def _check_generation_settings(self, kwargs) -> None:
+        config = kwargs.get("generation_config") or self.model.generation_config
+        beams = kwargs.get("num_beams", getattr(config, "num_beams", 1)) or 1
+        if beams > 1:
+            raise UnsupportedSettingError(
+                f"V-Reason does not support beam search (num_beams={beams}): use greedy or sampling (num_beams=1)"
+            )
+        if kwargs.get("assistant_model") is not None or kwargs.get("prompt_lookup_num_tokens"):
+            raise UnsupportedSettingError(
+                "V-Reason does not support assisted / speculative decoding: it needs one token per forward pass"
+            )
+        implementation = kwargs.get("cache_implementation", getattr(config, "cache_implementation", None))
+        if implementation not in _SUPPORTED_CACHE_IMPLEMENTATIONS:
+            raise UnsupportedSettingError(
+                f"V-Reason needs a DynamicCache; cache_implementation={implementation!r} is not supported "
+                "(drop it, or pass cache_implementation='dynamic')"
+            )
+        cache = kwargs.get("past_key_values")
+        if cache is not None:
+            self._check_cache(cache)
+
+    def _check_cache(self, cache) -> None:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        layers = getattr(cache, "layers", [])
+        index = self.adapter.cache_layer_index
+        layer = layers[index] if len(layers) > index else None
+        if (
+            not isinstance(cache, DynamicCache)
+            or getattr(cache, "offloading", False)
+            or (layer is not None and type(layer) is not DynamicLayer)
+        ):
+            raise UnsupportedSettingError(
+                f"V-Reason needs a plain DynamicCache for the controlled layer; got {type(cache).__name__}"
+                + (f" with {type(layer).__name__}" if layer is not None else "")
+                + " (quantized, offloaded, static and sliding-window caches are not supported)"
+            )
+
+    # ------------------------------------------------------------------ hooks
+    def _before_model(self, module, args, kwargs):
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        cache = kwargs.get("past_key_values")
+        past = cache.get_seq_length() if cache is not None else 0
+        new_tokens = input_ids.shape[1] if input_ids is not None else kwargs["inputs_embeds"].shape[1]
+        if self._state is None or past == 0 or new_tokens > 1:
+            self._start_generation(input_ids, kwargs.get("attention_mask"), past)
+        state = self._state
+        state.step += 1
+        if state.step > 0 and input_ids is not None and self._eos_ids:
+            last = input_ids[:, -1].tolist()
+            state.finished = [done or tok in self._eos_ids for done, tok in zip(state.finished, last)]
+        state.update_now = (
+            self.config.updates
+            and state.controller is not None
+            and state.step > 0
+            and (state.step + 1) % self.config.step_interval == 0
+            and any(not state.finished[b] for b in state.controller.sequences)
+        )
+        return None
+
+    def _before_last_layer(self, module, args, kwargs):
+        state = self._state
+        if state is None or not state.update_now:
+            return None
+        if "past_key_values" not in kwargs:
+            raise UnsupportedSettingError(
+                f"adapter {self.adapter.spec.name!r}: the last decoder layer received no past_key_values keyword; "
+                "V-Reason needs a model whose layers take the cache as `past_key_values=`"
+            )
+        self._enter_grad_scope()
+        kwargs = dict(kwargs)
+        kwargs["past_key_values"] = _GradValuesCache(
+            kwargs["past_key_values"], self.adapter.cache_layer_index, state.controller
+        )
+        # The layer's input is the only way in: detaching it keeps the graph to one layer + norm + head.
+        args = (args[0].detach(),) + tuple(args[1:]) if args else args
+        if "hidden_states" in kwargs:
+            kwargs["hidden_states"] = kwargs["hidden_states"].detach()
+        return args, kwargs
+
+    def _after_model(self, module, args, kwargs, output):
+        state = self._state
+        logits = output["logits"] if isinstance(output, dict) else output[0]
+        try:
+            if state.step == 0:
+                state.cache = kwargs.get("past_key_values") or getattr(output, "past_key_values", None)
+                self._init_controller(state)
+            entropies = entropy(logits[:, -1, :])
+            values = entropies.detach().tolist()
+            losses = {}
+            for b, h in enumerate(values):
+                if state.finished[b]:
+                    continue
+                alpha = state.switches[b].observe(h)
+                trace = state.traces[b]
+                trace.entropy.append(h)
+                trace.ema.append(state.switches[b].ema)
+                trace.peak.append(state.switches[b].peak)
+                trace.alpha.append(alpha)
+                if state.update_now and b in state.controller.sequences:
+                    losses[b] = -alpha * entropies[b]
+            if state.update_now and losses:
+                report = state.controller.step(losses)
+                self._leave_grad_scope()
+                state.controller.write(state.cache.layers[self.adapter.cache_layer_index].values, report)
+                for b, (grad_norm, delta_norm) in report.items():
+                    state.traces[b].update_steps.append(state.step)
+                    state.traces[b].grad_norm.append(grad_norm)
+                    state.traces[b].delta_norm.append(delta_norm)
+        finally:
+            self._leave_grad_scope()
+        if logits.requires_grad:
+            output["logits"] = logits.detach()
+        return output
+
+    # ------------------------------------------------------------------ state
+    def _start_generation(self, input_ids, attention_mask, past: int) -> None:
+        self._finish_generation()
+        if input_ids is None:
+            raise UnsupportedSettingError("V-Reason needs input_ids at prefill to find the controlled span")
+        spans = [p + past for p in self.adapter.spec.span_positions(self.model.config, input_ids, attention_mask)]
+        if not any(p.numel() for p in spans) and not self._warned_no_span:
+            warnings.warn(
+                f"V-Reason: no span tokens in this input for adapter {self.adapter.spec.name!r} "
+                "(e.g. a text-only prompt to a video model); generating without control",
+                stacklevel=2,
+            )
+            self._warned_no_span = True
+        batch = input_ids.shape[0]
+        dump = self.config.model_dump()
+        traces = [
+            Trace(sequence=b, call=self._calls, span=spans[b].tolist(), config=dump, adapter=self.adapter.spec.name)
+            for b in range(batch)
+        ]
+        self.traces.extend(traces)
+        switches = [EntropySwitch(self.config.ema_beta, self.config.objective, self.config.ema_init) for _ in range(batch)]
+        self._state = _Generation(spans=spans, switches=switches, traces=traces, finished=[False] * batch)
+
+    def _init_controller(self, state: _Generation) -> None:
+        if state.cache is None or not any(p.numel() for p in state.spans):
+            return
+        self._check_cache(state.cache)
+        values = state.cache.layers[self.adapter.cache_layer_index].values
+        with torch.inference_mode(False):
+            state.controller = ValueController.from_cache_values(values, state.spans, self.config)
+
+    def _finish_generation(self) -> None:
+        state, self._state = self._state, None
+        if state is None or state.controller is None or state.cache is None:
+            return
+        layers = getattr(state.cache, "layers", [])
+        if len(layers) > self.adapter.cache_layer_index and layers[self.adapter.cache_layer_index].values is not None:
+            state.controller.restore(layers[self.adapter.cache_layer_index].values)
+
+    def _enter_grad_scope(self) -> None:
+        if self._grad_scope is None:
+            self._grad_scope = contextlib.ExitStack()
+            self._grad_scope.enter_context(torch.inference_mode(False))
+            self._grad_scope.enter_context(torch.enable_grad())
+
+    def _leave_grad_scope(self) -> None:
+        scope, self._grad_scope = self._grad_scope, None
+        if scope is not None:
+            scope.close()
+
+
+def attach(
+    model: nn.Module,
+    config: VReasonConfig | None = None,
+    *,
+    adapter: str | Path | AdapterSpec | None = None,
+) -> Session:
+    """Attach V-Reason to ``model``; use as ``with attach(model) as session: model.generate(...)``.
+
+    Args:
+        model: a transformers model (or a ``peft.PeftModel`` around one), possibly spread with ``device_map``.
+        config: controller settings; defaults to ``VReasonConfig()`` (the paper's).
+        adapter: ``None`` (find by ``model.config.model_type``), an adapter name, a path to a spec ``.toml``,
+            or an :class:`AdapterSpec`.
+
+    Returns:
+        the :class:`Session`; it is attached already, and detaches when its ``with`` block ends.
+    """
+    return Session(model, config, adapter=adapter)
