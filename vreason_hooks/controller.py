@@ -114,7 +114,7 @@ class ValueController:
         for b, positions in enumerate(spans):
             if positions.numel() == 0:
                 continue
-            positions = positions.to(values.device)
+            positions = positions.to(values.device).clone()  # a normal tensor even under inference_mode
             original = values[b].index_select(1, positions).clone()
             delta = torch.zeros(original.shape, dtype=torch.float32, device=values.device, requires_grad=True)
             sequences[b] = SequenceDelta(positions, original, delta)

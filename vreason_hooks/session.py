@@ -29,6 +29,7 @@ from .adapters import AdapterSpec, ResolvedAdapter, resolve
 from .config import VReasonConfig
 from .controller import EntropySwitch, ValueController, entropy
 from .errors import AlreadyAttachedError, UnsupportedSettingError
+from .lite import PrunedLayout, lite_prefill
 from .trace import Trace
 
 _ATTACHED: "weakref.WeakKeyDictionary[nn.Module, Session]" = weakref.WeakKeyDictionary()
@@ -67,6 +68,8 @@ class _Generation:
     controller: ValueController | None = None
     cache: object = None
     update_now: bool = False
+    lite: PrunedLayout | None = None
+    """V-Reason Lite's pruned cache layout (``None``: cache not pruned)."""
 
 
 class Session:
@@ -94,6 +97,10 @@ class Session:
         self._calls = 0
         self._warned_no_span = False
         self._handles = []
+        adapter = self.adapter
+        self._graph_parameters = list(
+            {id(p): p for m in (adapter.last_layer, adapter.final_norm, adapter.lm_head) for p in m.parameters()}.values()
+        )
         self._install()
 
     # ------------------------------------------------------------------ lifecycle
@@ -204,6 +211,9 @@ class Session:
             and (state.step + 1) % self.config.step_interval == 0
             and any(not state.finished[b] for b in state.controller.sequences)
         )
+        if state.lite is not None and state.step > 0:
+            # Lite: generate's mask is in original coordinates; map it to the pruned cache layout.
+            return args, state.lite.rewrite_inputs(kwargs, cache, module)
         return None
 
     def _before_last_layer(self, module, args, kwargs):
@@ -232,6 +242,8 @@ class Session:
         try:
             if state.step == 0:
                 state.cache = kwargs.get("past_key_values") or getattr(output, "past_key_values", None)
+                if self.config.lite:  # prune every layer, then control the surviving span slots
+                    lite_prefill(state, self.config, self.adapter.cache_layer_index, args, kwargs)
                 self._init_controller(state)
             entropies = entropy(logits[:, -1, :])
             values = entropies.detach().tolist()
@@ -301,10 +313,21 @@ class Session:
             state.controller.restore(layers[self.adapter.cache_layer_index].values)
 
     def _enter_grad_scope(self) -> None:
-        if self._grad_scope is None:
-            self._grad_scope = contextlib.ExitStack()
-            self._grad_scope.enter_context(torch.inference_mode(False))
-            self._grad_scope.enter_context(torch.enable_grad())
+        """Autograd on for the last layer, final norm and LM head, with ΔV as the only leaf that needs grad.
+
+        Freezing the weights of those modules for the step keeps the graph on ΔV's path alone (no weight
+        gradients recorded) and lets inputs made under ``torch.inference_mode`` flow through it.
+        """
+        if self._grad_scope is not None:
+            return
+        scope = contextlib.ExitStack()
+        scope.enter_context(torch.inference_mode(False))
+        scope.enter_context(torch.enable_grad())
+        trainable = [p for p in self._graph_parameters if p.requires_grad]
+        for p in trainable:
+            p.requires_grad_(False)
+        scope.callback(lambda: [p.requires_grad_(True) for p in trainable])
+        self._grad_scope = scope
 
     def _leave_grad_scope(self) -> None:
         scope, self._grad_scope = self._grad_scope, None

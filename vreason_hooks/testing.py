@@ -198,3 +198,17 @@ def llava_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, 
         mask[b, width - len(seq):] = 1
     pixels = torch.randn(batch, frames, 3, vision.image_size, vision.image_size, generator=g).to(model.dtype)
     return {"input_ids": input_ids, "attention_mask": mask, "pixel_values_videos": pixels}
+
+
+def _text_family_inputs(model, batch: int = 1, pad: list[int] | None = None, seed: int = 0) -> dict:
+    return text_inputs(batch=batch, pad=pad, seed=seed)
+
+
+FAMILIES = {
+    "qwen2_5_vl": (tiny_qwen2_5_vl, qwen_video_inputs),
+    "llava_onevision": (tiny_llava_onevision, llava_video_inputs),
+    "llama": (tiny_llama, _text_family_inputs),
+    "qwen2": (tiny_qwen2, _text_family_inputs),
+}
+"""Adapter name -> (build(attn=..., seed=...), make_inputs(model, batch=, pad=, seed=)). One line per shipped
+adapter: the test matrix (tests/test_matrix.py) runs every check over this table."""
