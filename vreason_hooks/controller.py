@@ -156,7 +156,7 @@ class ValueController:
         grads = torch.autograd.grad(torch.stack([losses[b] for b in chosen]).sum(), deltas)
         report = {}
         for b, delta, grad in zip(chosen, deltas, grads):
-            delta.grad = grad
+            delta.grad = grad.contiguous()  # autograd may hand back an expanded view; clipping writes in place
             norm = grad.norm()
             if self.config.max_grad_norm is not None:
                 norm = torch.nn.utils.clip_grad_norm_([delta], self.config.max_grad_norm)

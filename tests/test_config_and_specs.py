@@ -1,0 +1,169 @@
+"""Config validation, adapter spec loading and span detection, property-based where it pays."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+import vreason_hooks as vreason
+from vreason_hooks import adapters
+from vreason_hooks import testing as T
+from vreason_hooks.adapters import AdapterSpec, load_spec
+
+VALID = {
+    "lr": st.floats(0, 1),
+    "step_interval": st.integers(1, 64),
+    "ema_beta": st.floats(0.01, 0.999),
+    "objective": st.sampled_from(["switch", "max", "min", "none"]),
+    "ema_init": st.sampled_from(["zero", "first"]),
+    "prune_ratio": st.floats(0, 0.99),
+    "lite": st.booleans(),
+}
+INVALID = {
+    "lr": st.floats(max_value=-1e-9) | st.just("fast"),
+    "step_interval": st.integers(max_value=0),
+    "ema_beta": st.floats(min_value=1.0, allow_infinity=False) | st.floats(max_value=0.0, allow_infinity=False),
+    "objective": st.text(string.ascii_lowercase, min_size=1).filter(lambda s: s not in {"switch", "max", "min", "none"}),
+    "prune_ratio": st.floats(min_value=1.0, allow_infinity=False),
+    "max_grad_norm": st.floats(max_value=0.0, allow_infinity=False),
+}
+
+
+@given(st.fixed_dictionaries({}, optional=VALID))
+def test_valid_config_round_trips(fields):
+    config = vreason.VReasonConfig(**fields)
+    assert vreason.VReasonConfig.model_validate(config.model_dump()) == config
+    with pytest.raises(ValidationError):
+        config.lr = 1.0  # frozen
+
+
+@given(st.sampled_from(sorted(INVALID)).flatmap(lambda k: st.tuples(st.just(k), INVALID[k])))
+def test_invalid_config_value_names_the_field(item):
+    field, value = item
+    with pytest.raises(ValidationError) as err:
+        vreason.VReasonConfig(**{field: value})
+    assert field in str(err.value)
+
+
+@given(st.text(string.ascii_lowercase + "_", min_size=1).filter(lambda k: k not in vreason.VReasonConfig.model_fields))
+def test_unknown_config_field_is_rejected(name):
+    with pytest.raises(ValidationError, match=name):
+        vreason.VReasonConfig(**{name: 1})
+
+
+def test_config_from_toml_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('lr = 1e-3\nobjective = "max"\n')
+    assert vreason.VReasonConfig.from_file(path) == vreason.VReasonConfig(lr=1e-3, objective="max")
+
+
+SPEC = """
+name = "mine"
+model_types = ["llama"]
+[modules]
+decoder_layers = "model.layers"
+final_norm = "model.norm"
+lm_head = "lm_head"
+[span]
+kind = "prompt"
+"""
+
+
+def test_shipped_specs_load_and_resolve_on_their_models():
+    for name, (build, _) in T.FAMILIES.items():
+        resolved = adapters.resolve(build(), name)
+        assert resolved.spec.name == name and resolved.cache_layer_index == 1
+
+
+@given(
+    st.sampled_from(["", "[modules]\n", "[span]\n"]),
+    st.text(string.ascii_lowercase, min_size=3, max_size=12).filter(
+        lambda k: k not in {"name", "description", "model_types", "architectures", "modules", "span", "inputs",
+                            "decoder_layers", "final_norm", "lm_head", "kind", "token_id_field", "required"}
+    ),
+)
+@settings(max_examples=25, deadline=None)
+def test_unknown_spec_key_names_file_and_key(tmp_path_factory, table, key):
+    path = tmp_path_factory.mktemp("spec") / "bad.toml"
+    text = SPEC.replace(table, f"{table}{key} = 1\n", 1) if table else f"{key} = 1\n" + SPEC
+    path.write_text(text)
+    with pytest.raises(vreason.SpecError) as err:
+        load_spec(path)
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda s: s.replace('lm_head = "lm_head"\n', ""), "modules.lm_head"),
+        (lambda s: s.replace('kind = "prompt"', 'kind = "video"'), "span.kind"),
+        (lambda s: s.replace('kind = "prompt"', 'kind = "token"'), "span"),
+        (lambda s: s.replace('model_types = ["llama"]', "model_types = 3"), "model_types"),
+        (lambda s: s + "[[", "TOML"),
+    ],
+)
+def test_bad_spec_errors_name_file_and_key(tmp_path, edit, key):
+    path = tmp_path / "bad.toml"
+    path.write_text(edit(SPEC))
+    with pytest.raises(vreason.SpecError) as err:
+        load_spec(path)
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_bad_module_path_is_named_at_attach(tmp_path):
+    path = tmp_path / "wrong.toml"
+    path.write_text(SPEC.replace('final_norm = "model.norm"', 'final_norm = "model.final_ln"'))
+    with pytest.raises(vreason.SpecError, match="modules.final_norm.*model.final_ln"):
+        vreason.attach(T.tiny_llama(), adapter=path)
+
+
+def test_spec_file_given_by_path_is_used(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(SPEC)
+    with vreason.attach(T.tiny_llama(), adapter=str(path)) as session:
+        assert session.adapter.spec.name == "mine" and session.adapter.spec.source == str(path)
+
+
+@given(
+    st.lists(st.lists(st.booleans(), min_size=6, max_size=6), min_size=1, max_size=3),
+    st.lists(st.integers(0, 5), min_size=3, max_size=3),
+)
+def test_span_detection_token_and_prompt(marks, pads):
+    spec = adapters.get("qwen2_5_vl")
+    config = type("C", (), {"video_token_id": T.VIDEO_TOKEN})()
+    ids = torch.tensor([[T.VIDEO_TOKEN if m else 7 for m in row] for row in marks])
+    mask = torch.ones_like(ids)
+    for b, pad in enumerate(pads[: len(marks)]):
+        ids[b, :pad], mask[b, :pad] = T.PAD, 0
+    spans = spec.span_positions(config, ids, mask)
+    for b, span in enumerate(spans):
+        assert span.tolist() == [i for i in range(ids.shape[1]) if ids[b, i] == T.VIDEO_TOKEN]
+    prompt = adapters.get("llama").span_positions(config, ids, mask)
+    for b, span in enumerate(prompt):
+        assert span.tolist() == [i for i in range(ids.shape[1]) if mask[b, i]]
+
+
+def test_plugin_specs_come_from_the_entry_point_group(monkeypatch, tmp_path):
+    from vreason_hooks.adapters import registry
+
+    path = tmp_path / "plugin.toml"
+    path.write_text(SPEC.replace('name = "mine"', 'name = "plugged"').replace('["llama"]', '["gpt2"]'))
+
+    class EntryPoint:
+        name, value = "demo", "pkg:specs"
+
+        def load(self):
+            return lambda: [str(path)]
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [EntryPoint()] if group == registry.ENTRY_POINT_GROUP else [])
+    registry._cached_available.cache_clear()
+    try:
+        assert adapters.get("plugged").model_types == ["gpt2"]
+        assert isinstance(adapters.get("plugged"), AdapterSpec)
+    finally:
+        registry._cached_available.cache_clear()
