@@ -44,6 +44,11 @@ class VReasonConfig(BaseModel):
     prune_score: Literal["value", "key"] = Field(
         "value", description="Lite: which cached tensor's L2 norm scores a span token (see docs/lite.md)."
     )
+    prune_scope: Literal["last_layer", "per_layer"] = Field(
+        "last_layer",
+        description="Lite: 'last_layer': the last decoder layer's scores choose one token set dropped from every "
+        "layer; 'per_layer': each layer drops its own lowest-scoring tokens (see docs/lite.md).",
+    )
 
     @classmethod
     def from_file(cls, path: str | Path) -> "VReasonConfig":

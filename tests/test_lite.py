@@ -1,0 +1,290 @@
+"""V-Reason Lite: exact decoding on a pruned cache, the pruned set, the cache shapes, refusals."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+import vreason_hooks as vreason
+from vreason_hooks import testing as T
+from vreason_hooks.errors import UnsupportedSettingError
+from vreason_hooks.lite import PrunedLayout, pruned_count, token_scores
+
+GEN = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False, output_logits=True, return_dict_in_generate=True)
+ATOL = 1e-5  # pruned vs masked attention differ only in summation order (observed ~1e-7)
+
+
+@functools.cache
+def _model(name: str):
+    builders = {"qwen2_5_vl": T.tiny_qwen2_5_vl, "llava_onevision": T.tiny_llava_onevision, "llama": T.tiny_llama}
+    return builders[name]()
+
+
+def _ragged_qwen(model) -> dict:
+    """Two Qwen2.5-VL sequences with different video lengths (16 and 4 tokens), left padded: the rows drop
+    different counts, so the pruned layout has filler slots and the M-RoPE deltas differ per row."""
+    rows = [T.qwen_video_inputs(model, grid=8, seed=1), T.qwen_video_inputs(model, grid=4, seed=2)]
+    width = max(r["input_ids"].shape[1] for r in rows)
+    out = {}
+    for key in ("input_ids", "attention_mask", "mm_token_type_ids"):
+        out[key] = torch.stack([
+            torch.cat([r[key].new_full((width - r[key].shape[1],), T.PAD if key == "input_ids" else 0), r[key][0]])
+            for r in rows
+        ])
+    out["pixel_values_videos"] = torch.cat([r["pixel_values_videos"] for r in rows])
+    out["video_grid_thw"] = torch.cat([r["video_grid_thw"] for r in rows])
+    out["second_per_grid_ts"] = torch.cat([r["second_per_grid_ts"] for r in rows])
+    return out
+
+
+def _inputs(name: str, model, batch: int) -> dict:
+    if name == "qwen2_5_vl":
+        return T.qwen_video_inputs(model, grid=8) if batch == 1 else _ragged_qwen(model)
+    if name == "llava_onevision":
+        return T.llava_video_inputs(model, frames=8, batch=batch, pad=[0, 3][:batch])
+    return T.text_inputs(batch=batch, length=14, pad=[0, 5][:batch])  # prompt spans of 14 and 9 tokens
+
+
+def _mask_out(dropped: list[list[int]]):
+    """Reference: a pre-hook that removes ``dropped[b]`` from attention (full cache) from the first decode step."""
+
+    def hook(module, args, kwargs):
+        cache = kwargs.get("past_key_values")
+        if cache is None or cache.get_seq_length() == 0:
+            return None
+        ids = kwargs["input_ids"]
+        mask = kwargs.get("attention_mask")
+        total = cache.get_seq_length() + ids.shape[1]
+        mask = torch.ones(ids.shape[0], total, dtype=torch.long) if mask is None else mask.clone()
+        for b, positions in enumerate(dropped):
+            mask[b, positions] = 0
+        return args, dict(kwargs, attention_mask=mask)
+
+    return hook
+
+
+def _generate(model, inputs, config, dropped=None):
+    with vreason.attach(model, config) as session:
+        handle = model.register_forward_pre_hook(_mask_out(dropped), with_kwargs=True) if dropped else None
+        try:
+            out = model.generate(**inputs, **GEN)
+        finally:
+            if handle is not None:
+                handle.remove()
+    return out, session
+
+
+def _max_diff(a, b) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(a.logits, b.logits))
+
+
+# ---------------------------------------------------------------- 1. exactness against a masked full cache
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "llava_onevision", "llama"])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("objective", ["none", "switch"])
+def test_pruned_cache_decodes_like_full_cache_with_pruned_positions_masked(name, batch, objective):
+    model = _model(name)
+    inputs = _inputs(name, model, batch)
+    settings = dict(objective=objective, step_interval=2, lr=1e-2)
+    lite, session = _generate(model, inputs, vreason.VReasonConfig(lite=True, **settings))
+    dropped = [t.pruned for t in session.traces]
+    assert all(dropped)
+    reference, ref_session = _generate(model, inputs, vreason.VReasonConfig(**settings), dropped)
+    unmasked, _ = _generate(model, inputs, vreason.VReasonConfig(**settings))
+
+    assert torch.equal(lite.sequences, reference.sequences)
+    assert _max_diff(lite, reference) < ATOL
+    assert _max_diff(lite, unmasked) > 1e-3  # pruning really changed the computation: the check can fail
+    if objective == "switch":  # the controller ran on the pruned cache and took the same steps
+        assert session.traces[0].update_steps and session.traces[0].update_steps == ref_session.traces[0].update_steps
+        assert session.traces[0].delta_norm == pytest.approx(ref_session.traces[0].delta_norm, rel=1e-4, abs=1e-6)
+
+
+def test_per_layer_scope_decodes_like_per_layer_masks():
+    # Reference: eager attention, each layer's 4-D mask gets -inf at that layer's own dropped positions.
+    model = T.tiny_llama(attn="eager", layers=3)
+    inputs = T.text_inputs(batch=2, length=14, pad=[0, 5])
+    config = vreason.VReasonConfig(lite=True, objective="none", prune_scope="per_layer")
+    captured = {}
+
+    def capture(module, args, kwargs, output):
+        if "layout" not in captured:
+            captured["layout"] = session._state.lite
+
+    with vreason.attach(model, config) as session:
+        handle = model.register_forward_hook(capture, with_kwargs=True)
+        lite = model.generate(**inputs, **GEN)
+        handle.remove()
+    layout: PrunedLayout = captured["layout"]
+    assert any(not torch.equal(layout.dropped[0][b], layout.dropped[2][b]) for b in range(2))
+
+    handles = []
+    for index, layer in enumerate(model.model.layers):
+        def pre(module, args, kwargs, index=index):
+            mask = kwargs["attention_mask"]
+            if mask.shape[-2] != 1:  # prefill is not pruned
+                return None
+            mask = mask.clone()
+            for b, positions in enumerate(layout.dropped[index]):
+                mask[b, :, :, positions] = torch.finfo(mask.dtype).min
+            return args, dict(kwargs, attention_mask=mask)
+        handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
+    try:
+        reference = model.generate(**inputs, **GEN)
+    finally:
+        for h in handles:
+            h.remove()
+    assert torch.equal(lite.sequences, reference.sequences)
+    assert _max_diff(lite, reference) < ATOL
+
+
+def test_positions_are_filled_in_when_the_caller_passes_none():
+    # A hand-written decode loop without position_ids: the pruned model must use the unpruned positions.
+    model = _model("llama")
+    inputs = T.text_inputs(batch=1, length=14)
+    token = torch.tensor([[7]])
+    with vreason.attach(model, vreason.VReasonConfig(lite=True, objective="none")) as session:
+        out = model(**inputs, use_cache=True)
+        dropped = session.traces[0].pruned
+        cache = out.past_key_values
+        lite = [model(input_ids=token, past_key_values=cache).logits for _ in range(3)]
+    out = model(**inputs, use_cache=True)
+    cache, mask = out.past_key_values, torch.ones(1, 14, dtype=torch.long)
+    mask[0, dropped] = 0
+    reference = []
+    for _ in range(3):
+        mask = torch.cat([mask, torch.ones(1, 1, dtype=torch.long)], dim=1)
+        reference.append(model(input_ids=token, past_key_values=cache, attention_mask=mask).logits)
+    for a, b in zip(lite, reference):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+# ---------------------------------------------------------------- 2. ratio 0, cache lengths, memory
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "llama"])
+def test_ratio_zero_is_bit_identical_to_non_lite(name):
+    model = _model(name)
+    inputs = _inputs(name, model, 2)
+    settings = dict(step_interval=2, lr=1e-2)
+    plain, plain_session = _generate(model, inputs, vreason.VReasonConfig(**settings))
+    for ratio in (0.0, 0.01):  # 0.01 * n < 1 for every span here: floor drops nothing
+        lite, session = _generate(model, inputs, vreason.VReasonConfig(lite=True, prune_ratio=ratio, **settings))
+        assert torch.equal(lite.sequences, plain.sequences)
+        assert all(torch.equal(a, b) for a, b in zip(lite.logits, plain.logits))
+        assert [t.pruned for t in session.traces] == [[], []]
+        assert session.traces[0].delta_norm == plain_session.traces[0].delta_norm
+
+
+def _prefill_cache_shapes(model, inputs, config):
+    """Per layer, (keys, values) as they are right after the session pruned them at prefill."""
+    seen = {}
+
+    def after(module, args, kwargs, output):
+        if not seen:
+            cache = kwargs["past_key_values"]
+            seen["layers"] = [(layer.keys, layer.values) for layer in cache.layers]
+
+    with vreason.attach(model, config) as session:
+        handle = model.register_forward_hook(after, with_kwargs=True)
+        model.generate(**inputs, max_new_tokens=2, do_sample=False)
+        handle.remove()
+    return seen["layers"], session
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "llava_onevision", "llama"])
+@pytest.mark.parametrize("ratio", [0.5, 0.25, 0.9])
+def test_every_layer_shrinks_by_the_pruned_count_and_frees_it(name, ratio):
+    model = _model(name)
+    inputs = _inputs(name, model, 2)
+    length = inputs["input_ids"].shape[1]
+    layers, session = _prefill_cache_shapes(model, inputs, vreason.VReasonConfig(lite=True, prune_ratio=ratio))
+    spans = [len(t.span) for t in session.traces]
+    counts = [len(t.pruned) for t in session.traces]
+    assert counts == [pruned_count(ratio, n) for n in spans] and min(counts) > 0
+    expected = length - min(counts)  # rows that drop more get masked filler slots at the left
+    for keys, values in layers:
+        assert keys.shape[2] == values.shape[2] == expected
+        for tensor in (keys, values):  # a fresh tensor of the pruned size, not a view of the old storage
+            assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+
+
+def test_pruned_count_rounds_down_exactly():
+    assert [pruned_count(0.5, n) for n in (0, 1, 2, 7, 1000)] == [0, 0, 1, 3, 500]
+    assert pruned_count(0.29, 100) == 29  # 0.29 * 100 == 28.999999999999996 in floats
+    assert pruned_count(0.999, 4000) == 3996
+
+
+# ---------------------------------------------------------------- 3. the pruned tokens are the lowest-scoring
+@pytest.mark.parametrize("score", ["value", "key"])
+@pytest.mark.parametrize("scope", ["last_layer", "per_layer"])
+def test_dropped_tokens_are_the_lowest_scoring_and_survivors_are_exact(score, scope):
+    model = _model("qwen2_5_vl")
+    inputs = _inputs("qwen2_5_vl", model, 2)
+    full = model(**inputs, use_cache=True).past_key_values
+    config = vreason.VReasonConfig(lite=True, prune_score=score, prune_scope=scope)
+    layers, session = _prefill_cache_shapes(model, inputs, config)
+    layout = None
+    with vreason.attach(model, config) as s:  # the layout, for the per-layer dropped sets
+        def grab(module, args, kwargs, output):
+            nonlocal layout
+            layout = layout or s._state.lite
+        h = model.register_forward_hook(grab, with_kwargs=True)
+        model.generate(**inputs, max_new_tokens=2, do_sample=False)
+        h.remove()
+    last = len(full.layers) - 1
+    for index, layer in enumerate(full.layers):
+        scored = full.layers[last if scope == "last_layer" else index]
+        # independent score: L2 norm over heads and head_dim, in fp64
+        norms = (scored.values if score == "value" else scored.keys).double().pow(2).sum(dim=(1, 3)).sqrt()
+        for b, trace in enumerate(session.traces):
+            span = torch.tensor(trace.span)
+            dropped = layout.dropped[index][b]
+            kept = span[~torch.isin(span, dropped)]
+            assert dropped.numel() == pruned_count(0.5, span.numel())
+            assert norms[b, dropped].max() <= norms[b, kept].min()
+            if index == last:
+                assert trace.pruned == dropped.tolist()
+            # survivors are the original cached vectors, in original order, right-aligned
+            keep = torch.ones(full.layers[index].keys.shape[2], dtype=torch.bool)
+            keep[dropped] = False
+            n = int(keep.sum())
+            torch.testing.assert_close(layers[index][0][b, :, -n:], full.layers[index].keys[b][:, keep], rtol=0, atol=0)
+            torch.testing.assert_close(layers[index][1][b, :, -n:], full.layers[index].values[b][:, keep], rtol=0, atol=0)
+            assert not layers[index][0][b, :, :-n].any()  # filler slots hold zeros
+
+
+def test_token_scores_is_the_l2_norm_over_heads_and_head_dim():
+    x = torch.randn(2, 3, 5, 4)
+    expected = torch.stack([torch.stack([x[b, :, j].flatten().norm() for j in range(5)]) for b in range(2)])
+    torch.testing.assert_close(token_scores(x), expected)
+
+
+# ---------------------------------------------------------------- mask mapping and refusals
+def test_mask_is_created_for_filler_rows_when_generate_drops_it():
+    source = torch.tensor([[-1, 0, 2, 3], [0, 1, 2, 3]])  # row 0 dropped column 1, row 1 nothing
+    layout = PrunedLayout(4, [source], [[torch.tensor([1]), torch.tensor([], dtype=torch.long)]], [], 0, True)
+
+    class Cache:
+        def get_seq_length(self):
+            return 4 + 2  # two tokens generated since prefill
+
+    out = layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": None}, Cache(), None)
+    assert out["attention_mask"].tolist() == [[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
+    assert out["position_ids"].tolist() == [[6], [6]]  # original coordinates: 4 prompt + 2 generated
+    mask = torch.tensor([[1, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])  # generate's mask, original coordinates
+    assert layout.map_attention_mask(mask).tolist() == [[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
+    with pytest.raises(UnsupportedSettingError, match="original coordinates"):
+        layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": mask[:, :-1]}, Cache(), None)
+
+
+def test_sliding_window_caches_are_refused():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=T.VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True, sliding_window=4,
+                         max_window_layers=0, layer_types=["sliding_attention"] * 2)
+    model = Qwen2ForCausalLM(config).eval()
+    with vreason.attach(model, vreason.VReasonConfig(lite=True)):
+        with pytest.raises(UnsupportedSettingError, match="Sliding-window"):
+            model.generate(**T.text_inputs(), max_new_tokens=2, do_sample=False, pad_token_id=0)

@@ -1,0 +1,275 @@
+"""V-Reason Lite: drop the lowest-norm span tokens from every layer's KV cache right after prefill.
+
+What happens, per ``generate`` call (see ``docs/lite.md``):
+
+1. **Score** every span token of sequence ``b`` by the L2 norm of its cached value (or key) vector, taken over
+   all KV heads and ``head_dim`` together, in the last decoder layer (``prune_scope='last_layer'``, one choice
+   for every layer) or in each layer separately (``'per_layer'``).
+2. **Choose** the ``p_b = floor(prune_ratio * n_b)`` lowest-scoring of the ``n_b`` span tokens (exact decimal
+   arithmetic on the ratio as written; ties drop the earlier position).
+3. **Shrink** the keys and values of every cache layer to ``L' = L - min_b p_b`` slots: row ``b`` keeps its
+   ``L - p_b`` surviving columns in their original order, right-aligned, after ``p_b - min_b p_b`` filler
+   slots (zeros, always masked). The old tensors are released, so the memory really goes.
+4. **Decode** inside an unmodified ``generate``: the 2-D attention mask ``generate`` grows in original
+   coordinates (``L + t`` columns) is mapped to the pruned layout by one fixed column gather for the first
+   ``L`` columns plus the new columns as they are. Positions need nothing: cached keys carry their rotary
+   phase already, and ``generate`` passes ``position_ids`` computed from the original prompt (Qwen2.5-VL's
+   M-RoPE positions included). A caller that passes none gets the positions an unpruned cache would give.
+
+Nothing in this module knows about the controller; :mod:`vreason_hooks.session` calls :func:`prune_cache`
+at prefill and :meth:`PrunedLayout.rewrite_inputs` before every decode step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+
+from .config import VReasonConfig
+from .errors import UnsupportedSettingError
+
+
+def pruned_count(ratio: float, n: int) -> int:
+    """``floor(ratio * n)``, exact for the ratio as written (``0.29 * 100`` drops 29, not 28)."""
+    return int(Fraction(repr(float(ratio))) * n)
+
+
+def token_scores(tensor: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each cached token vector over all KV heads and ``head_dim`` together.
+
+    Args:
+        tensor: ``(batch, num_kv_heads, seq_len, head_dim)`` cached keys or values.
+
+    Returns:
+        ``(batch, seq_len)`` fp32 norms. Rotary embeddings rotate pairs of key coordinates, so a key's norm
+        does not depend on its position.
+    """
+    return tensor.float().pow(2).sum(dim=(1, 3)).sqrt()
+
+
+def choose_dropped(scores: torch.Tensor, spans: list[torch.Tensor], ratio: float) -> list[torch.Tensor]:
+    """The span positions to drop in each sequence: the ``floor(ratio * n_b)`` lowest scores.
+
+    Args:
+        scores: ``(batch, seq_len)`` per-token scores (:func:`token_scores`).
+        spans: per sequence, ``(n_b,)`` sorted span positions.
+
+    Returns:
+        per sequence, sorted ``LongTensor`` of dropped positions (possibly empty).
+    """
+    dropped = []
+    for b, positions in enumerate(spans):
+        positions = positions.to(scores.device)
+        count = pruned_count(ratio, positions.numel())
+        # Stable ascending sort: among equal scores the earlier position goes first.
+        order = torch.sort(scores[b, positions], stable=True).indices[:count]
+        dropped.append(positions[order].sort().values)
+    return dropped
+
+
+@dataclass
+class PrunedLayout:
+    """Where every original cache column of a prefill batch went after pruning.
+
+    ``source[l][b, j]`` is the original column held by slot ``j`` of row ``b`` in cache layer ``l``
+    (``-1``: filler). All layers of a batch share the same count per row, hence the same length ``L'``,
+    the same filler slots and the same attention mask.
+    """
+
+    original_length: int
+    """``L``: the cache length right after prefill, before pruning (original coordinates)."""
+    source: list[torch.Tensor]
+    """Per cache layer, ``(batch, L')`` LongTensor: original column of each slot, ``-1`` for filler."""
+    dropped: list[list[torch.Tensor]]
+    """Per cache layer, per sequence: the dropped original positions (sorted)."""
+    kept_span: list[torch.Tensor]
+    """Per sequence, the slots of the surviving span tokens in the controlled layer (for the controller)."""
+    control_layer: int
+    needs_mask: bool
+    """Whether some row has filler slots (rows dropped different counts): a mask is then always needed."""
+
+    @property
+    def length(self) -> int:
+        """``L'``: the cache length right after pruning."""
+        return int(self.source[0].shape[1])
+
+    @property
+    def pruned(self) -> list[list[int]]:
+        """Per sequence, the original positions dropped from the controlled layer."""
+        return [d.tolist() for d in self.dropped[self.control_layer]]
+
+    def map_attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Map a 2-D mask in original coordinates ``(batch, L + t)`` to the pruned layout ``(batch, L' + t)``."""
+        source = self.source[self.control_layer].to(mask.device)
+        head = torch.gather(mask[:, : self.original_length], 1, source.clamp_min(0))
+        head = head.masked_fill(source < 0, 0)
+        return torch.cat([head, mask[:, self.original_length :]], dim=1)
+
+    def rewrite_inputs(self, kwargs: dict, cache, model) -> dict:
+        """The keyword arguments of one decode step, rewritten for the pruned cache.
+
+        ``attention_mask`` (original coordinates, as ``generate`` grows it) is mapped to the pruned layout,
+        or created when rows have filler and ``generate`` dropped an all-ones mask; ``position_ids`` is
+        filled in (original coordinates) only when the caller passed none.
+        """
+        if kwargs.get("cache_position") is not None:
+            raise UnsupportedSettingError(
+                "V-Reason Lite cannot run a model that takes `cache_position` (remote-code models): its positions "
+                "would follow the pruned cache length; use lite=False"
+            )
+        generated = cache.get_seq_length() - self.length
+        if generated < 0:
+            raise UnsupportedSettingError(
+                "V-Reason Lite: the cache is shorter than the pruned prefill; do not crop or reuse a pruned cache"
+            )
+        tokens = kwargs.get("input_ids")
+        tokens = tokens if tokens is not None else kwargs["inputs_embeds"]
+        batch, new = tokens.shape[0], tokens.shape[1]
+        total = self.original_length + generated + new
+        kwargs = dict(kwargs)
+        mask = kwargs.get("attention_mask")
+        if mask is None and self.needs_mask:
+            mask = torch.ones((batch, total), dtype=torch.long, device=tokens.device)
+        if mask is not None:
+            if not torch.is_tensor(mask) or mask.dim() != 2 or mask.shape[1] != total:
+                shape = tuple(mask.shape) if torch.is_tensor(mask) else type(mask).__name__
+                raise UnsupportedSettingError(
+                    f"V-Reason Lite needs the 2-D attention mask in original coordinates (batch, {total}); got "
+                    f"{shape}. Let generate() build the masks (no 4-D masks, no compiled/static caches)"
+                )
+            kwargs["attention_mask"] = self.map_attention_mask(mask)
+        if kwargs.get("position_ids") is None:
+            kwargs["position_ids"] = _default_positions(model, self.original_length + generated, new, batch, tokens.device)
+        return kwargs
+
+
+def _default_positions(model, past: int, new: int, batch: int, device) -> torch.Tensor:
+    """What the model computes itself without ``position_ids`` on an unpruned cache of length ``past``.
+
+    Llama / Qwen2 / LLaVA: ``arange(past, past + new)``; Qwen2.5-VL (a ``rope_deltas`` on the inner model):
+    the same plus its per-sequence delta, for the 3 M-RoPE rows.
+    """
+    positions = torch.arange(past, past + new, device=device).expand(batch, new)
+    deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
+    if deltas is not None:
+        deltas = deltas.to(device).repeat_interleave(batch // deltas.shape[0], dim=0)
+        positions = (positions + deltas).unsqueeze(0).expand(3, batch, new)
+    return positions
+
+
+def check_prunable(cache) -> None:
+    """Refuse caches Lite cannot shrink safely: anything but a DynamicCache of plain full-attention layers."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    bad = [type(layer).__name__ for layer in layers or [] if type(layer) is not DynamicLayer]
+    if not isinstance(cache, DynamicCache) or getattr(cache, "offloading", False) or not layers or bad:
+        raise UnsupportedSettingError(
+            f"V-Reason Lite needs a DynamicCache whose layers are all plain full-attention DynamicLayers; got "
+            f"{type(cache).__name__}{' with ' + ', '.join(sorted(set(bad))) if bad else ''}. Sliding-window, "
+            "static, quantized and offloaded caches cannot be pruned here: use lite=False"
+        )
+
+
+@torch.no_grad()
+def prune_cache(cache, spans: list[torch.Tensor], config: VReasonConfig, control_layer: int,
+                prompt_length: int, attention_mask: torch.Tensor | None = None) -> PrunedLayout:
+    """Drop the lowest-scoring span tokens from the keys and values of every layer of ``cache``, in place.
+
+    Args:
+        cache: the ``DynamicCache`` right after prefill, layers ``(batch, num_kv_heads, L, head_dim)``.
+        spans: per sequence, the sorted span positions (original coordinates).
+        config: ``prune_ratio``, ``prune_score`` (``'value'`` / ``'key'``), ``prune_scope``.
+        control_layer: cache index of the controlled (last) layer; it scores for all layers with
+            ``prune_scope='last_layer'``.
+        prompt_length: number of prompt columns of the prefill; must equal the cache length (Lite needs a
+            fresh cache, positions of a reused one are not known here).
+        attention_mask: ``(batch, L)`` prefill mask or ``None``; only checked with ``'per_layer'``.
+
+    Returns:
+        the :class:`PrunedLayout`; with nothing to drop the cache is left untouched.
+    """
+    check_prunable(cache)
+    layers = cache.layers
+    length = layers[0].keys.shape[2]
+    if length != prompt_length:
+        raise UnsupportedSettingError(
+            f"V-Reason Lite needs a fresh cache at prefill (cache holds {length} tokens for a {prompt_length}-token "
+            "prompt); do not pass a filled past_key_values with lite=True"
+        )
+    field = "values" if config.prune_score == "value" else "keys"
+    if config.prune_scope == "last_layer":
+        shared = choose_dropped(token_scores(getattr(layers[control_layer], field)), spans, config.prune_ratio)
+        dropped = [shared] * len(layers)
+    else:
+        dropped = [choose_dropped(token_scores(getattr(layer, field)), spans, config.prune_ratio) for layer in layers]
+    counts = [d.numel() for d in dropped[control_layer]]
+    batch, device = len(spans), layers[0].keys.device
+    width = length - min(counts, default=0)
+    sources = [_layout(rows, length, width, device) for rows in dropped] if any(counts) else None
+    if sources is None:  # nothing dropped anywhere: identity layout, cache untouched, output bit for bit
+        identity = torch.arange(length, device=device).expand(batch, length)
+        sources = [identity] * len(layers)
+    else:
+        if config.prune_scope == "per_layer":
+            full = torch.ones((batch, length), dtype=torch.long, device=device)
+            _check_same_mask(sources, control_layer, full if attention_mask is None else attention_mask)
+        for layer, source in zip(layers, sources):
+            layer.keys = _gather_slots(layer.keys, source)
+            layer.values = _gather_slots(layer.values, source)
+    control = sources[control_layer]
+    kept_span = [
+        torch.isin(control[b], spans[b].to(device)).nonzero().flatten() for b in range(batch)
+    ]
+    return PrunedLayout(length, sources, dropped, kept_span, control_layer, needs_mask=len(set(counts)) > 1)
+
+
+def _layout(dropped: list[torch.Tensor], length: int, width: int, device) -> torch.Tensor:
+    """``(batch, width)`` source columns: per row, ``-1`` filler then the surviving columns in order."""
+    rows = []
+    for positions in dropped:
+        keep = torch.ones(length, dtype=torch.bool, device=device)
+        keep[positions.to(device)] = False
+        kept = keep.nonzero().flatten()
+        rows.append(torch.cat([kept.new_full((width - kept.numel(),), -1), kept]))
+    return torch.stack(rows)
+
+
+def _gather_slots(tensor: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """A new ``(batch, heads, L', head_dim)`` tensor with the slots of ``source`` (filler = 0)."""
+    batch, heads, _, dim = tensor.shape
+    index = source.clamp_min(0).view(batch, 1, -1, 1).expand(batch, heads, -1, dim)
+    out = torch.gather(tensor, 2, index)
+    return out.masked_fill_((source < 0).view(batch, 1, -1, 1), 0)
+
+
+def _check_same_mask(sources: list[torch.Tensor], control_layer: int, mask: torch.Tensor) -> None:
+    # Layers differ in which span tokens they keep; one attention mask fits them all only if the masked
+    # columns (left padding, filler) land on the same slots in every layer.
+    maps = [torch.gather(mask.to(s.device), 1, s.clamp_min(0)).masked_fill(s < 0, 0) for s in sources]
+    if not all(torch.equal(m, maps[control_layer]) for m in maps):
+        raise UnsupportedSettingError(
+            "V-Reason Lite prune_scope='per_layer' needs padding outside the span (left padding) so that one "
+            "attention mask fits every layer; use prune_scope='last_layer'"
+        )
+
+
+def lite_prefill(state, config: VReasonConfig, control_layer: int, args, kwargs) -> None:
+    """Session glue, called at prefill before the controller exists: prune, then point the controller at the
+    surviving span slots and record the dropped positions in the traces.
+
+    Sets ``state.lite`` (``None`` when nothing was dropped: decoding is then exactly the non-Lite path).
+    """
+    if state.cache is None:
+        raise UnsupportedSettingError("V-Reason Lite prunes the KV cache: generate with use_cache=True")
+    input_ids = kwargs.get("input_ids", args[0] if args else None)
+    layout = prune_cache(
+        state.cache, state.spans, config, control_layer, input_ids.shape[1], kwargs.get("attention_mask")
+    )
+    for trace, dropped in zip(state.traces, layout.pruned):
+        trace.pruned = dropped
+    if any(layout.pruned):
+        state.lite = layout
+        state.spans = layout.kept_span
