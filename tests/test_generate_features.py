@@ -215,3 +215,14 @@ def test_state_resets_at_every_generate_call(qwen):
     assert torch.equal(first, second)  # ΔV, optimiser, EMA and peak start from scratch each time
     assert [t.call for t in session.traces] == [1, 2]
     assert session.traces[0].to_dict() | {"call": 0} == session.traces[1].to_dict() | {"call": 0}
+
+
+def test_missing_required_input_warns_once(qwen):
+    inputs = T.qwen_video_inputs(qwen, batch=1)
+    inputs.pop("mm_token_type_ids")
+    with vreason.attach(qwen) as session, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qwen.generate(**inputs, max_new_tokens=3)
+        qwen.generate(**inputs, max_new_tokens=3)
+    assert sum("mm_token_type_ids" in str(w.message) for w in caught) == 1
+    assert session.traces[0].span

@@ -96,6 +96,7 @@ class Session:
         self._eos_ids: set[int] = set()
         self._calls = 0
         self._warned_no_span = False
+        self._warned_missing_inputs = False
         self._handles = []
         adapter = self.adapter
         self._graph_parameters = list(
@@ -199,6 +200,7 @@ class Session:
         new_tokens = input_ids.shape[1] if input_ids is not None else kwargs["inputs_embeds"].shape[1]
         if self._state is None or past == 0 or new_tokens > 1:
             self._start_generation(input_ids, kwargs.get("attention_mask"), past)
+            self._check_required_inputs(kwargs)
         state = self._state
         state.step += 1
         if state.step > 0 and input_ids is not None and self._eos_ids:
@@ -295,6 +297,17 @@ class Session:
         self.traces.extend(traces)
         switches = [EntropySwitch(self.config.ema_beta, self.config.objective, self.config.ema_init) for _ in range(batch)]
         self._state = _Generation(spans=spans, switches=switches, traces=traces, finished=[False] * batch)
+
+    def _check_required_inputs(self, kwargs) -> None:
+        missing = [name for name in self.adapter.spec.inputs.required if kwargs.get(name) is None]
+        if missing and any(p.numel() for p in self._state.spans) and not self._warned_missing_inputs:
+            warnings.warn(
+                f"V-Reason: adapter {self.adapter.spec.name!r} expects {', '.join(missing)} in the generate inputs "
+                "(pass the processor's output unchanged); without it the model's positions are wrong, "
+                "with or without V-Reason",
+                stacklevel=2,
+            )
+            self._warned_missing_inputs = True
 
     def _init_controller(self, state: _Generation) -> None:
         if state.cache is None or not any(p.numel() for p in state.spans):

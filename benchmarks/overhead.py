@@ -1,0 +1,217 @@
+"""Cost of V-Reason over plain decoding: decode time per token and peak memory.
+
+    python benchmarks/overhead.py                    # every workload, markdown table on stdout
+    python benchmarks/overhead.py --workload vl1000 --repeats 7 --json out.json
+
+Time: plain and V-Reason alternate in one process (same model, same inputs), several repeats; decode time
+per token is read from per-step timestamps (a logits processor), so prefill is excluded; the figure is the
+median over repeats of the per-pair ratio. Memory: each variant runs in a fresh subprocess and reports
+its peak RSS above the RSS it had once the model and inputs were built (CPU has no allocator counters).
+The exact extra state of V-Reason (original span values, ΔV, two AdamW moments) is reported as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+
+import torch
+from transformers import LogitsProcessorList
+
+import vreason_hooks as vreason
+from vreason_hooks import testing as T
+
+NEW_TOKENS = 64
+QWEN_VOCAB = 151_936
+
+# name -> description; builders below.
+WORKLOADS = {
+    "smollm2": "SmolLM2-135M-Instruct (real weights), ~{n} prompt tokens as the span",
+    "vl1000": "tiny Qwen2.5-VL (4 layers, hidden 128, Qwen vocab), 1,000 video tokens",
+    "vl4000": "tiny Qwen2.5-VL (4 layers, hidden 128, Qwen vocab), 4,000 video tokens",
+}
+VARIANTS = {
+    "plain": None,
+    "vreason": vreason.VReasonConfig(),
+    # Lite variants are added here by benchmarks for Lite once available (see docs/benchmarks/lite.md).
+}
+
+
+def build(workload: str):
+    """(model, generate inputs, number of span tokens) for a workload."""
+    if workload == "smollm2":
+        from vreason_hooks.assets import load_smollm2
+
+        model, tokenizer = load_smollm2()
+        question = (
+            "Read the following notes carefully and then answer the question at the end. "
+            + " ".join(f"Note {i}: the box {i} holds {i * 7 % 13} red and {i * 5 % 11} blue marbles." for i in range(12))
+            + " Question: how many red marbles are in box 5? Think step by step."
+        )
+        text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                             add_generation_prompt=True)
+        inputs = dict(tokenizer(text, return_tensors="pt"))
+        return model, inputs, int(inputs["input_ids"].shape[1])
+    frames = {"vl1000": 20, "vl4000": 80}[workload]
+    model = T.tiny_qwen2_5_vl(hidden=128, layers=4, vocab=QWEN_VOCAB, video_token_id=T.VIDEO_TOKEN)
+    inputs = T.qwen_video_inputs(model, frames=frames, grid=20)
+    return model, inputs, int((inputs["input_ids"] == T.VIDEO_TOKEN).sum())
+
+
+class StepClock:
+    """Logits processor that timestamps every decode step."""
+
+    def __init__(self):
+        self.stamps: list[float] = []
+
+    def __call__(self, input_ids, scores):
+        self.stamps.append(time.perf_counter())
+        return scores
+
+    def per_token(self) -> float:
+        """Seconds per decode step, prefill excluded (first stamp = after the prefill forward)."""
+        return (self.stamps[-1] - self.stamps[0]) / (len(self.stamps) - 1)
+
+
+def decode_time(model, inputs, config) -> float:
+    clock = StepClock()
+    kwargs = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
+                  logits_processor=LogitsProcessorList([clock]))
+    if config is None:
+        model.generate(**inputs, **kwargs)
+    else:
+        with vreason.attach(model, config):
+            model.generate(**inputs, **kwargs)
+    return clock.per_token()
+
+
+def time_workload(workload: str, repeats: int) -> dict:
+    model, inputs, n_span = build(workload)
+    decode_time(model, inputs, None)  # warm-up: lazy inits, allocator
+    times = {name: [] for name in VARIANTS}
+    for _ in range(repeats):
+        for name, config in VARIANTS.items():
+            times[name].append(decode_time(model, inputs, config))
+    ratios = {name: statistics.median(t / p for t, p in zip(times[name], times["plain"])) for name in VARIANTS}
+    return {
+        "workload": workload,
+        "span_tokens": n_span,
+        "ms_per_token": {name: 1000 * statistics.median(v) for name, v in times.items()},
+        "time_ratio": ratios,
+    }
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_child(workload: str, variant: str) -> None:
+    """Run one variant once and print its memory figures as JSON (called in a subprocess)."""
+    torch.set_num_threads(1)
+    model, inputs, _ = build(workload)
+    before = _rss_mb()
+    config = VARIANTS[variant]
+    extra = 0
+    kwargs = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
+    if config is None:
+        model.generate(**inputs, **kwargs)
+    else:
+        with vreason.attach(model, config) as session:
+            probe = _ExtraBytes(session)
+            model.generate(**inputs, **kwargs, logits_processor=LogitsProcessorList([probe]))
+            extra = probe.bytes
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_over_start_mb": peak - before, "controller_mb": extra / 2**20}))
+
+
+class _ExtraBytes:
+    """Reads the controller's exact extra state once it exists (after the first update)."""
+
+    def __init__(self, session):
+        self.session, self.bytes = session, 0
+
+    def __call__(self, input_ids, scores):
+        state = self.session._state
+        if state is not None and state.controller is not None:
+            self.bytes = max(self.bytes, state.controller.extra_bytes())
+        return scores
+
+
+def memory_workload(workload: str, repeats: int = 1) -> dict:
+    out = {}
+    for variant in VARIANTS:
+        runs = []
+        for _ in range(repeats):
+            proc = subprocess.run(
+                [sys.executable, __file__, "--memory-child", workload, variant],
+                capture_output=True, text=True, check=True,
+            )
+            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        out[variant] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    plain = out["plain"]["peak_over_start_mb"]
+    for variant in out:
+        out[variant]["peak_ratio"] = out[variant]["peak_over_start_mb"] / plain if plain > 0 else float("nan")
+    return out
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [
+        "| workload | span tokens | plain ms/token | V-Reason ms/token | time ratio (median) | "
+        "peak over start, plain (MB) | V-Reason (MB) | V-Reason extra state (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        mem = r["memory"]
+        lines.append(
+            f"| {r['workload']} | {r['span_tokens']:,} | {r['ms_per_token']['plain']:.2f} | "
+            f"{r['ms_per_token']['vreason']:.2f} | {r['time_ratio']['vreason']:.3f} | "
+            f"{mem['plain']['peak_over_start_mb']:.1f} | {mem['vreason']['peak_over_start_mb']:.1f} | "
+            f"{mem['vreason']['controller_mb']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="default: all")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--memory-repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", help="write raw results here")
+    parser.add_argument("--memory-child", nargs=2, metavar=("WORKLOAD", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    torch.set_num_threads(args.threads)
+    results = []
+    for workload in args.workload or list(WORKLOADS):
+        result = time_workload(workload, args.repeats)
+        result["memory"] = memory_workload(workload, args.memory_repeats)
+        results.append(result)
+        print(json.dumps(result), file=sys.stderr)
+    meta = {
+        "date": date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} thread(s)",
+        "torch": torch.__version__, "new_tokens": NEW_TOKENS, "repeats": args.repeats,
+        "command": "python benchmarks/overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": results}, f, indent=1)
+    print(f"<!-- {json.dumps(meta)} -->")
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
