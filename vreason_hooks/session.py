@@ -243,7 +243,9 @@ class Session:
         logits = output["logits"] if isinstance(output, dict) else output[0]
         try:
             if state.step == 0:
-                state.cache = kwargs.get("past_key_values") or getattr(output, "past_key_values", None)
+                state.cache = kwargs.get("past_key_values")
+                if state.cache is None:  # not `or`: an empty Cache is falsy
+                    state.cache = getattr(output, "past_key_values", None)
                 if self.config.lite:  # prune every layer, then control the surviving span slots
                     lite_prefill(state, self.config, self.adapter.cache_layer_index, args, kwargs)
                 self._init_controller(state)
