@@ -1,0 +1,27 @@
+"""Entry point of the ``lmms_eval.models`` group (declared in pyproject.toml): the model manifests.
+
+Kept free of heavy imports: lmms-eval loads it while building its registry, and imports a class only when
+its name is requested with ``--model``.
+"""
+
+from __future__ import annotations
+
+from lmms_eval.models.registry_v2 import ModelManifest
+
+_MODELS = "vreason_lmms_eval.models"
+
+
+def manifests() -> list[ModelManifest]:
+    """``vreason_qwen2_5_vl`` (chat and simple, like upstream ``qwen2_5_vl``) and ``vreason_llava_video``."""
+    return [
+        ModelManifest(
+            model_id="vreason_qwen2_5_vl",
+            chat_class_path=f"{_MODELS}.VReasonQwen2_5_VL",
+            simple_class_path=f"{_MODELS}.VReasonQwen2_5_VLSimple",
+        ),
+        ModelManifest(
+            model_id="vreason_llava_video",
+            simple_class_path=f"{_MODELS}.VReasonLlavaVideo",
+            aliases=("vreason_llava_onevision",),
+        ),
+    ]

@@ -1,0 +1,76 @@
+"""The offline synthetic video task ``vreason_synth``: writer and lmms-eval hooks.
+
+:func:`make_task` writes a folder that ``lmms-eval --include_path DIR --tasks vreason_synth`` runs: the clips
+of :mod:`vreason_hooks.video_clips`, ``data.jsonl`` (one question per clip), the task YAML and its
+``utils.py``. Scoring is Video-R1's: the text inside the last ``<answer>...</answer>`` (the whole output
+when there is none) must name the right option, by its letter or by its text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from vreason_hooks.video_clips import write_clips
+
+TASK = "vreason_synth"
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+_LETTER = re.compile(r"^\(?([A-D])\)?(?:[.:)\s]|$)")
+
+
+def make_task(out_dir: str | Path, n: int = 16, seed: int = 0, frames: int = 8, size: int = 64) -> Path:
+    """Write the task folder (clips in ``videos/``, ``data.jsonl``, YAML, ``utils.py``); return it."""
+    out_dir = Path(out_dir).resolve()
+    items = write_clips(out_dir / "videos", n=n, seed=seed, frames=frames, size=size)
+    data = out_dir / "data.jsonl"
+    with data.open("w") as f:
+        for item in items:
+            f.write(json.dumps({
+                "id": item.id, "kind": item.kind, "video": str(out_dir / "videos" / item.video),
+                "question": item.question, "options": item.options, "answer": item.answer,
+            }) + "\n")
+    template = Path(__file__).parent / "tasks" / TASK
+    # json.dumps gives a quoted YAML string that survives any path.
+    yaml_text = (template / f"{TASK}.yaml").read_text().replace('"__DATA_FILE__"', json.dumps(str(data)))
+    (out_dir / f"{TASK}.yaml").write_text(yaml_text)
+    shutil.copyfile(template / "utils.py", out_dir / "utils.py")
+    return out_dir
+
+
+def doc_to_visual(doc: dict) -> list[str]:
+    """The clip's path (lmms-eval's video wrappers take paths)."""
+    return [doc["video"]]
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    """Question, lettered options one per line, between the model-specific pre- and post-prompt."""
+    kwargs = lmms_eval_specific_kwargs or {}
+    body = "\n".join([doc["question"], *doc["options"]])
+    return f"{kwargs.get('pre_prompt', '')}{body}{kwargs.get('post_prompt', '')}"
+
+
+def extract_answer(output: str) -> str:
+    """Video-R1's rule: the text inside the last ``<answer>`` tag, else the whole output, stripped."""
+    found = _ANSWER.findall(output or "")
+    return (found[-1] if found else output or "").strip()
+
+
+def option_letter(answer: str, options: list[str]) -> str | None:
+    """The option ``answer`` names: a leading letter (``B``, ``(B)``, ``B. left``) or an option's text."""
+    match = _LETTER.match(answer.strip())
+    if match:
+        return match.group(1)
+    text = answer.strip().rstrip(".").lower()
+    for option in options:
+        if option[3:].lower() == text:
+            return option[0]
+    return None
+
+
+def process_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """``accuracy``: the answer names the right option; ``answer_tag_rate``: the output has an answer tag."""
+    output = results[0] if results else ""
+    letter = option_letter(extract_answer(output), doc["options"])
+    return {"accuracy": float(letter == doc["answer"]), "answer_tag_rate": float(bool(_ANSWER.search(output or "")))}

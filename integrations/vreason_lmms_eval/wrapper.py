@@ -1,0 +1,192 @@
+"""The part every V-Reason model shares: configuration, ``attach``, per-document isolation and records.
+
+:class:`VReasonModel` is a mixin placed *before* an lmms-eval wrapper class in the bases, so that the
+upstream ``generate_until`` (prompts, video loading, batching, answer handling) runs unchanged inside an
+attached V-Reason session::
+
+    class VReasonQwen2_5_VL(VReasonModel, lmms_eval.models.chat.qwen2_5_vl.Qwen2_5_VL): ...
+
+The upstream ``generate_until`` is called one batch of documents at a time (one document unless
+``batch_size`` > 1), so a document that raises (missing / corrupt video, decoding error) fails alone: it is
+logged, answered with ``""`` and listed in the summary; the others are scored as usual.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from pathlib import Path
+
+from loguru import logger as eval_logger
+
+from vreason_hooks import Session, VReasonConfig, attach
+
+from .model_args import IntegrationOptions, split_model_args
+from .cli_context import report_as, run_stamp
+from .records import DocRecord, Records, cli_output_dir
+
+
+def upstream_arguments(cls) -> dict:
+    """``{name: default}`` of the keyword arguments of ``cls.__init__`` (the upstream wrapper's own)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+def _describe(err: BaseException) -> str:
+    """``Type: message``, followed by the errors it was raised while handling (the root cause often hides
+    there: qwen-vl-utils retries a failed decord read with another backend and reports that one's error)."""
+    parts, seen = [], set()
+    while err is not None and id(err) not in seen and len(parts) < 4:
+        seen.add(id(err))
+        parts.append(f"{type(err).__name__}: {err}")
+        err = err.__cause__ or err.__context__
+    return " <- ".join(parts)
+
+
+class VReasonModel:
+    """Mixin for an lmms-eval model class; see the module docstring.
+
+    Subclasses set :attr:`MODEL_NAME` (the ``--model`` name), :attr:`UPSTREAM` (the wrapper class whose
+    arguments they accept) and :attr:`UPSTREAM_NAME` (its ``--model`` name, for task prompts), and implement
+    :meth:`_load_upstream`.
+    """
+
+    MODEL_NAME: str = ""
+    UPSTREAM: type
+    UPSTREAM_NAME: str = ""
+    EXTRA_ARGS: dict = {}
+    """Arguments this integration adds to the upstream ones, with their defaults."""
+    DOC_BATCHING: bool = True
+    """Whether the upstream wrapper batches several documents correctly (else one per call)."""
+
+    vreason: Session
+    vreason_config: VReasonConfig
+    vreason_summary: dict | None = None
+
+    def __init__(self, **kwargs) -> None:
+        upstream_keys = set(upstream_arguments(self.UPSTREAM)) | set(self.EXTRA_ARGS)
+        config, options, upstream = split_model_args(self.MODEL_NAME, kwargs, upstream_keys)
+        self.vreason_config, self.vreason_options = config, options
+        prompt_model = options.prompt_model or self.UPSTREAM_NAME
+        if prompt_model != "own":
+            report_as(prompt_model, own_names=(self.MODEL_NAME, *self.ALIASES))
+        self._vreason_stamp = run_stamp()
+        self._load_upstream(**upstream)
+        self._vreason_records = Records(self.MODEL_NAME, config.model_dump())
+        self._attach_vreason()
+
+    ALIASES: tuple[str, ...] = ()
+
+    def _load_upstream(self, **kwargs) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ session
+    def _attach_vreason(self) -> None:
+        model = self.model
+        self.vreason = attach(model, self.vreason_config)
+        inner = model.generate  # the session's wrapper; timed from outside so the time covers it too
+        self._generate_s = 0.0
+
+        def timed_generate(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self._generate_s += time.perf_counter() - start
+
+        model.generate = timed_generate  # removed with the session's own wrapper on detach
+        eval_logger.info(f"V-Reason attached to {type(model).__name__}: {self.vreason_config.model_dump()}")
+
+    # ------------------------------------------------------------------ generation
+    def generate_until(self, requests):
+        size = max(1, int(self.batch_size)) if self.DOC_BATCHING else 1
+        answers = []
+        for start in range(0, len(requests), size):
+            answers.extend(self._run(requests[start:start + size]))
+        return answers
+
+    def _run(self, group):
+        """Answers for ``group`` from the upstream wrapper; on an error, each document alone."""
+        order: list[int] = []
+        tracked = [self._tracked(r, order) for r in group] if len(group) > 1 else group
+        first_trace, self._generate_s = len(self.vreason.traces), 0.0
+        start = time.perf_counter()
+        try:
+            answers = super().generate_until(tracked)
+            if len(answers) != len(group):
+                raise RuntimeError(f"upstream wrapper returned {len(answers)} answers for {len(group)} documents")
+        except Exception as err:  # one bad document must not end the run
+            if len(group) > 1:
+                return [a for request in group for a in self._run([request])]
+            self._record_failure(group[0], err)
+            return [""]
+        elapsed = time.perf_counter() - start
+        traces = self.vreason.traces[first_trace:]
+        if len(group) == 1:
+            by_doc = {group[0].doc_id: traces[-1] if traces else None}
+        elif len(order) == len(traces):  # batch rows follow the order the upstream code built messages
+            by_doc = dict(zip(order, traces))
+        else:
+            eval_logger.warning("V-Reason: could not match batch rows to documents; traces of this batch dropped")
+            by_doc = {}
+        for request in group:
+            if (request.metadata or {}).get("__padding_only__"):
+                continue  # a rank's filler copy of a document it already ran
+            trace = by_doc.get(request.doc_id)
+            self._vreason_records.add(DocRecord(
+                task=request.task_name, doc_id=int(request.doc_id), rank=self.rank,
+                output_tokens=trace.num_tokens if trace is not None else None,
+                time_s=elapsed / len(group), generate_s=self._generate_s,
+                trace=trace.to_dict() if trace is not None else None,
+            ))
+        return answers
+
+    @staticmethod
+    def _tracked(request, order: list):
+        """A copy of a chat request whose ``doc_to_messages`` notes the doc id when the upstream code calls it."""
+        ctx, doc_to_messages, gen_kwargs, doc_id, task, split = request.arguments
+
+        def noting(doc, *args, **kwargs):
+            order.append(doc_id)
+            return doc_to_messages(doc, *args, **kwargs)
+
+        tracked = copy.copy(request)
+        tracked.arguments = (ctx, noting, gen_kwargs, doc_id, task, split)
+        return tracked
+
+    def _record_failure(self, request, err: Exception) -> None:
+        message = _describe(err) + self._videos_note(request)
+        eval_logger.error(
+            f"V-Reason: document {request.task_name}/{request.doc_id} failed, answered with '' and skipped: {message}"
+        )
+        if not (request.metadata or {}).get("__padding_only__"):
+            self._vreason_records.add(DocRecord(task=request.task_name, doc_id=int(request.doc_id), rank=self.rank,
+                                                failed=True, error=message[:2000]))
+
+    def _videos_note(self, request) -> str:
+        """`` [video /x.mp4 (missing)]`` for the document's video paths, to make the log say which file."""
+        try:
+            args = request.arguments
+            doc_id, task, split = args[-3:]
+            doc = self.task_dict[task][split][doc_id]
+            # Simple: (ctx, gen_kwargs, doc_to_visual, ...); chat: (ctx, doc_to_messages, ...), a bound method
+            # of the task, which has doc_to_visual.
+            doc_to_visual = args[2] if self.is_simple else args[1].__self__.doc_to_visual
+            paths = [v for v in doc_to_visual(doc) or [] if isinstance(v, str)]
+        except Exception:  # the note is a courtesy; never let it hide the real error
+            return ""
+        notes = [f"{p} ({'exists' if Path(p).is_file() else 'missing'})" for p in paths]
+        return f" [video: {', '.join(notes)}]" if notes else ""
+
+    # ------------------------------------------------------------------ end of run
+    def clean(self):
+        """lmms-eval calls this on every rank after the last request: gather, write, summarise, detach."""
+        if getattr(self, "vreason", None) is not None and self.vreason.attached:
+            self.vreason.detach()
+        options: IntegrationOptions = self.vreason_options
+        out_dir = Path(options.trace_dir) if options.trace_dir else cli_output_dir()
+        if out_dir is None and self.rank == 0:
+            eval_logger.warning("V-Reason: no --output_path and no trace_dir=; per-document traces are not written")
+        self.vreason_summary = self._vreason_records.finish(out_dir, self._vreason_stamp, self.rank)
+        return super().clean()
