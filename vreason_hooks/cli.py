@@ -1,0 +1,298 @@
+"""The ``vreason`` command line: ``demo``, ``run``, ``plot`` and ``adapters``.
+
+Imports stay light at module level (no torch, no transformers) so ``vreason --help`` and ``vreason plot``
+start fast; each command imports what it needs. Every error ends as one line on stderr and exit code 1
+(2 for a malformed command line, argparse's convention); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem with the user's input, reported as one line."""
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    first = text.splitlines()[0]
+    return first if len(text.splitlines()) == 1 else first + " …"
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (transformers warnings, load bars) off the user's screen; --debug keeps it."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def load_config(path: str | None, **overrides):
+    """A :class:`VReasonConfig` from ``path`` (TOML/JSON) and command-line overrides, or a one-line error."""
+    from pydantic import ValidationError
+
+    from .config import VReasonConfig
+
+    data = {}
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise CliError(f"config file {path} does not exist: pass a .toml or .json file of VReasonConfig fields")
+        try:
+            data = VReasonConfig.from_file(file).model_dump(exclude_unset=True)
+        except ValidationError as err:
+            raise CliError(f"bad config file {path}: {_validation_message(err)}") from None
+        except ValueError as err:  # TOMLDecodeError and JSON syntax errors are ValueErrors
+            raise CliError(f"bad config file {path}: not valid {file.suffix.lstrip('.').upper() or 'JSON'} "
+                           f"({_one_line(err)})") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return VReasonConfig.model_validate(data)
+    except ValidationError as err:
+        raise CliError(f"bad V-Reason setting: {_validation_message(err)}") from None
+
+
+def _validation_message(err) -> str:
+    from .config import VReasonConfig
+
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    fields = ", ".join(VReasonConfig.model_fields)
+    if first["type"] == "extra_forbidden":
+        return f"unknown field {key!r}; known fields: {fields}"
+    if first["type"] == "json_invalid":
+        return f"not valid JSON ({first['msg']})"
+    return f"field {key!r}: {first['msg']}"
+
+
+def _add_config_options(parser: argparse.ArgumentParser, lr_default: str = "") -> None:
+    group = parser.add_argument_group("V-Reason settings (override --config)")
+    group.add_argument("--config", metavar="FILE", help="VReasonConfig fields as a .toml or .json file")
+    group.add_argument("--lr", type=float, help=f"AdamW learning rate of ΔV{lr_default}")
+    group.add_argument("--step-interval", type=int, metavar="K", help="one ΔV update every K generated tokens")
+    group.add_argument("--objective", choices=["switch", "max", "min", "none"],
+                       help="switch (the paper's), or the ablations max / min / none")
+
+
+def _overrides(args) -> dict:
+    return {"lr": args.lr, "step_interval": args.step_interval, "objective": args.objective}
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_demo(args) -> int:
+    from . import demo
+
+    _quiet_libraries()
+    config = load_config(args.config, **_overrides(args)) if args.config or any(_overrides(args).values()) else None
+    report = demo.run_demo(
+        out_dir=Path(args.out), limit=args.limit, config=config, max_new_tokens=args.max_new_tokens,
+        threads=args.threads, plots=not args.no_plots,
+    )
+    return 0 if report else EXIT_ERROR
+
+
+def cmd_run(args) -> int:
+    _quiet_libraries()
+    from rich.console import Console
+
+    from . import videoqa
+    from .trace import save_traces
+    from .video import read_frames
+
+    console = Console(stderr=False)
+    config = load_config(args.config, **_overrides(args))
+    if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf", ".jpg")):
+        raise CliError(f"--plot {args.plot}: use a .png, .svg, .pdf or .jpg file name")
+    frames = read_frames(args.video, num_frames=args.frames, max_pixels=args.max_pixels, backend=args.video_backend)
+    with console.status(f"loading {args.model} …"):
+        vm = videoqa.load_video_model(args.model, device=args.device, dtype=args.dtype)
+    console.print(
+        f"model [bold]{args.model}[/] (adapter [bold]{vm.spec.name}[/]); video {args.video}: "
+        f"{len(frames.indices)} of {frames.total_frames} frames at {frames.pixels.shape[2]}x{frames.pixels.shape[1]} "
+        f"({frames.backend})"
+    )
+    inputs = videoqa.build_inputs(vm, frames, args.question, args.prompt_style)
+    runs = []
+    if args.compare:
+        with console.status("baseline …"):
+            runs.append(videoqa.generate(vm, inputs, config.model_copy(update={"objective": "none"}),
+                                         args.max_new_tokens, "baseline"))
+    with console.status("V-Reason …"):
+        runs.append(videoqa.generate(vm, inputs, config, args.max_new_tokens, "V-Reason"))
+    _print_answers(console, runs, config)
+    traces = [r.trace for r in runs]
+    if args.trace_out:
+        console.print(f"traces: {save_traces(traces, args.trace_out)}")
+    if args.plot:
+        from .plotting import plot_traces
+
+        console.print(f"plot: {plot_traces(traces, args.plot, title=args.question[:90])}")
+    return 0
+
+
+def _print_answers(console, runs, config) -> None:
+    from rich.table import Table
+
+    table = Table(show_lines=True)
+    for column in ("", "answer", "output tokens", "time (s)", "ΔV updates", "EMA peak at"):
+        table.add_column(column, overflow="fold")
+    for r in runs:
+        table.add_row(r.label, r.answer, str(r.num_tokens), f"{r.seconds:.1f}", str(len(r.trace.update_steps)),
+                      str(r.trace.peak_step))
+    console.print(table)
+    for r in runs:
+        console.print(f"[bold]{r.label} output:[/] {r.text}", highlight=False)
+    console.print(f"V-Reason config: {config.model_dump_json()}", highlight=False)
+
+
+def cmd_plot(args) -> int:
+    from .plotting import plot_traces
+    from .trace import load_traces
+
+    traces, labels = [], []
+    for name in args.traces:
+        path = Path(name)
+        if not path.is_file():
+            raise CliError(f"trace file {name} does not exist: pass a JSON file written by --trace-out or save_traces")
+        try:
+            loaded = load_traces(path)
+        except (ValueError, TypeError, KeyError) as err:
+            raise CliError(f"{name} is not a trace file ({_one_line(err)}): pass JSON written by save_traces") from None
+        if not loaded or not any(t.num_tokens for t in loaded):
+            raise CliError(f"{name} holds no generated tokens: nothing to plot")
+        for i, t in enumerate(loaded):
+            from .plotting import trace_label
+
+            label = trace_label(t, i)
+            labels.append(f"{path.stem}: {label}" if len(args.traces) > 1 else label)
+            traces.append(t)
+    out = Path(args.output) if args.output else Path(args.traces[0]).with_suffix(".png")
+    written = plot_traces(traces, out, labels=labels, title=args.title)
+    print(written)
+    return 0
+
+
+def cmd_adapters(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .adapters import available
+
+    specs = available()
+    if args.json:
+        import json
+
+        print(json.dumps([s.model_dump() for s in specs], indent=1))
+        return 0
+    table = Table(title=f"{len(specs)} adapters")
+    for column in ("name", "matches model_type / architectures", "span", "spec file", "description"):
+        table.add_column(column, overflow="fold")
+    for s in specs:
+        span = s.span.kind if s.span.kind == "prompt" else f"token: config.{s.span.token_id_field}"
+        table.add_row(s.name, ", ".join(s.model_types + s.architectures), span, s.source, s.description)
+    Console().print(table)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``vreason`` (one sub-parser per command)."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a sub-parser default must not overwrite a --debug given before the command name.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors, and library warnings")
+    parser = argparse.ArgumentParser(
+        prog="vreason", description="V-Reason (arXiv 2510.17045): entropy-guided value-cache control at inference.",
+        parents=[common],
+    )
+    parser.set_defaults(debug=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", parents=[common], help="baseline vs V-Reason on a real small model (no GPU, no network)",
+                       description="SmolLM2-135M-Instruct on bundled reasoning questions with known answers: "
+                                   "baseline and V-Reason side by side, entropy plots and a JSON report.")
+    p.add_argument("--out", default="vreason-demo", metavar="DIR", help="output folder (default: ./vreason-demo)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                   help="token budget per answer (default: the demo's, 160)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: all cores)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    _add_config_options(p, lr_default=" (demo default: see `vreason demo` output)")
+    p.set_defaults(func=cmd_demo)
+
+    from_video = "frames sampled per video"
+    p = sub.add_parser("run", parents=[common], help="one video question with any supported model",
+                       description="Answer one question about a video with V-Reason (and the baseline with --compare).")
+    p.add_argument("--model", required=True, metavar="PATH_OR_HUB_ID", help="checkpoint folder or cached hub id")
+    p.add_argument("--video", required=True, metavar="FILE")
+    p.add_argument("--question", required=True, metavar="TEXT")
+    p.add_argument("--compare", action="store_true", help="also run the baseline (no ΔV updates) and show both")
+    p.add_argument("--trace-out", metavar="FILE", help="write the entropy traces as JSON (for `vreason plot`)")
+    p.add_argument("--plot", metavar="FILE", help="write the entropy plot (PNG/SVG/PDF)")
+    p.add_argument("--frames", type=int, default=16, metavar="N", help=f"{from_video} (default 16; paper: 16-32)")
+    p.add_argument("--max-pixels", type=int, default=256 * 28 * 28, metavar="N",
+                   help="pixel budget per frame (default 200704 = 256x28x28, the paper's)")
+    p.add_argument("--max-new-tokens", type=int, default=1024, metavar="N", help="default 1024 (the paper's)")
+    p.add_argument("--prompt-style", choices=["think", "plain"], default="think",
+                   help="think: ask for <think>/<answer> tags, the paper's format (default); plain: the question alone")
+    p.add_argument("--video-backend", choices=["auto", "decord", "pyav"], default="auto",
+                   help="frame reader (auto: decord, then PyAV)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="auto: bfloat16 on GPU, float32 on CPU")
+    _add_config_options(p, lr_default=" (default 3e-4, the paper's)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plot", parents=[common], help="entropy plot of one or more trace files",
+                       description="Raw entropy and its EMA over generated tokens, the running peak, explore phases "
+                                   "(α = +1) shaded and ΔV updates marked; several files overlay.")
+    p.add_argument("traces", nargs="+", metavar="TRACE.json")
+    p.add_argument("-o", "--output", metavar="OUT.png", help="output image (default: the first trace's name, .png)")
+    p.add_argument("--title")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("adapters", parents=[common], help="list the model adapters this installation knows",
+                       description="Adapters: where each spec comes from and which models it matches.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_adapters)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vreason`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("vreason: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the one place that turns any failure into one line
+        if args.debug:
+            raise
+        from .errors import VReasonError
+
+        known = isinstance(err, (CliError, VReasonError, OSError))
+        hint = "" if known else f" ({type(err).__name__}; run again with --debug for the traceback)"
+        print(f"vreason {args.command}: error: {_one_line(err)}{hint}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
