@@ -154,6 +154,7 @@ def test_model_dispatched_with_a_device_map(tmp_path):
         (dict(cache_implementation="quantized"), "cache_implementation='quantized'"),
         (dict(cache_implementation="offloaded"), "cache_implementation='offloaded'"),
         (dict(prompt_lookup_num_tokens=3), "speculative"),
+        (dict(use_cache=False), "use_cache=True"),
     ],
 )
 def test_unsupported_settings_are_refused_in_one_line(kwargs, message):
@@ -226,3 +227,21 @@ def test_missing_required_input_warns_once(qwen):
         qwen.generate(**inputs, max_new_tokens=3)
     assert sum("mm_token_type_ids" in str(w.message) for w in caught) == 1
     assert session.traces[0].span
+
+
+def test_bfloat16_model_lr0_is_bit_identical_and_updates_move_bf16_cache():
+    model = T.tiny_qwen2_5_vl(dtype=torch.bfloat16)
+    inputs = T.qwen_video_inputs(model, batch=2, pad=[0, 2])
+    plain = model.generate(**inputs, max_new_tokens=8, min_new_tokens=8)
+    with vreason.attach(model, vreason.VReasonConfig(lr=0.0, step_interval=2)):
+        assert torch.equal(plain, model.generate(**inputs, max_new_tokens=8, min_new_tokens=8))
+    with vreason.attach(model, vreason.VReasonConfig(lr=0.05, step_interval=2)) as session:
+        model.generate(**inputs, max_new_tokens=8, min_new_tokens=8)
+    assert session.traces[0].delta_norm[-1] > 0
+
+
+def test_gradient_cache_view_passes_isinstance_checks():
+    from vreason_hooks.session import _GradValuesCache
+
+    view = _GradValuesCache(DynamicCache(), 0, None)
+    assert isinstance(view, DynamicCache)

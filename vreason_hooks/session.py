@@ -55,6 +55,10 @@ class _GradValuesCache:
     def __getattr__(self, name):
         return getattr(self._cache, name)
 
+    @property
+    def __class__(self):  # isinstance(view, DynamicCache) holds, as model code may check (the unittest.mock trick)
+        return type(self._cache)
+
 
 @dataclass
 class _Generation:
@@ -164,6 +168,10 @@ class Session:
         if kwargs.get("assistant_model") is not None or kwargs.get("prompt_lookup_num_tokens"):
             raise UnsupportedSettingError(
                 "V-Reason does not support assisted / speculative decoding: it needs one token per forward pass"
+            )
+        if kwargs.get("use_cache", getattr(config, "use_cache", True)) is False:
+            raise UnsupportedSettingError(
+                "V-Reason controls the KV cache and needs use_cache=True (drop use_cache=False)"
             )
         implementation = kwargs.get("cache_implementation", getattr(config, "cache_implementation", None))
         if implementation not in _SUPPORTED_CACHE_IMPLEMENTATIONS:
