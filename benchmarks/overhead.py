@@ -40,7 +40,10 @@ WORKLOADS = {
 VARIANTS = {
     "plain": None,
     "vreason": vreason.VReasonConfig(),
-    # Lite variants are added here by benchmarks for Lite once available (see docs/benchmarks/lite.md).
+    # V-Reason Lite (docs/lite.md): plain decoding on a pruned cache, and V-Reason on it.
+    # Per-layer KV bytes and the decode-phase peak: benchmarks/lite_memory.py, docs/benchmarks/lite.md.
+    "lite": vreason.VReasonConfig(lite=True, objective="none"),
+    "vreason_lite": vreason.VReasonConfig(lite=True),
 }
 
 
@@ -179,6 +182,15 @@ def markdown(results: list[dict]) -> str:
             f"{mem['plain']['peak_over_start_mb']:.1f} | {mem['vreason']['peak_over_start_mb']:.1f} | "
             f"{mem['vreason']['controller_mb']:.2f} |"
         )
+    lite = [v for v in ("lite", "vreason_lite") if v in VARIANTS]
+    if lite:
+        lines += ["", "| workload | variant | ms/token | time ratio (median) | peak over start (MB) | extra state (MB) |",
+                  "|---|---|---|---|---|---|"]
+        for r in results:
+            for v in lite:
+                mem = r["memory"][v]
+                lines.append(f"| {r['workload']} | {v} | {r['ms_per_token'][v]:.2f} | {r['time_ratio'][v]:.3f} | "
+                             f"{mem['peak_over_start_mb']:.1f} | {mem['controller_mb']:.2f} |")
     return "\n".join(lines)
 
 
