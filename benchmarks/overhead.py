@@ -13,6 +13,7 @@ The exact extra state of V-Reason (original span values, ΔV, two AdamW moments)
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import resource
@@ -83,10 +84,17 @@ class StepClock:
         return (self.stamps[-1] - self.stamps[0]) / (len(self.stamps) - 1)
 
 
+def generate_kwargs(model) -> dict:
+    """Exactly NEW_TOKENS greedy tokens: EOS is switched off in a copy of the generation config (not with
+    min_new_tokens, whose vocabulary-sized masking would add the same cost to both variants)."""
+    config = copy.deepcopy(model.generation_config)
+    config.eos_token_id = None
+    return dict(max_new_tokens=NEW_TOKENS, do_sample=False, generation_config=config)
+
+
 def decode_time(model, inputs, config) -> float:
     clock = StepClock()
-    kwargs = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
-                  logits_processor=LogitsProcessorList([clock]))
+    kwargs = dict(**generate_kwargs(model), logits_processor=LogitsProcessorList([clock]))
     if config is None:
         model.generate(**inputs, **kwargs)
     else:
@@ -126,7 +134,7 @@ def memory_child(workload: str, variant: str) -> None:
     before = _rss_mb()
     config = VARIANTS[variant]
     extra = 0
-    kwargs = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
+    kwargs = generate_kwargs(model)
     if config is None:
         model.generate(**inputs, **kwargs)
     else:

@@ -245,3 +245,15 @@ def test_gradient_cache_view_passes_isinstance_checks():
 
     view = _GradValuesCache(DynamicCache(), 0, None)
     assert isinstance(view, DynamicCache)
+
+
+def test_paused_session_decodes_plainly_and_pop_traces_forgets(qwen, qwen_inputs):
+    plain = qwen.generate(**qwen_inputs, max_new_tokens=8, min_new_tokens=8)
+    with vreason.attach(qwen, vreason.VReasonConfig(lr=0.2, step_interval=1)) as session:
+        with session.paused():
+            baseline = qwen.generate(**qwen_inputs, max_new_tokens=8, min_new_tokens=8)
+        assert session.traces == []
+        controlled = qwen.generate(**qwen_inputs, max_new_tokens=8, min_new_tokens=8)
+        popped = session.pop_traces()
+        assert len(popped) == 2 and session.traces == []
+    assert torch.equal(plain, baseline) and not torch.equal(plain, controlled)

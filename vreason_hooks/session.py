@@ -100,6 +100,7 @@ class Session:
         self._eos_ids: set[int] = set()
         self._calls = 0
         self._warned_no_span = False
+        self._paused = False
         self._warned_missing_inputs = False
         self._handles = []
         adapter = self.adapter
@@ -144,8 +145,32 @@ class Session:
     def attached(self) -> bool:
         return bool(self._handles)
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Plain decoding inside an attached session (a baseline run, like peft's ``disable_adapter``).
+
+        The hooks stay installed but do nothing and record no trace::
+
+            with vreason.attach(model) as session:
+                with session.paused():
+                    baseline = model.generate(**inputs)
+                controlled = model.generate(**inputs)
+        """
+        self._paused = True
+        try:
+            yield self
+        finally:
+            self._paused = False
+
+    def pop_traces(self) -> list[Trace]:
+        """The traces recorded so far, forgotten by the session (keeps a long evaluation's memory flat)."""
+        traces, self.traces = self.traces, []
+        return traces
+
     # ------------------------------------------------------------------ generate
     def _generate(self, original, *args, **kwargs):
+        if self._paused:
+            return original(*args, **kwargs)
         self._check_generation_settings(kwargs)
         generation_config = kwargs.get("generation_config") or self.model.generation_config
         eos = kwargs.get("eos_token_id", getattr(generation_config, "eos_token_id", None))
@@ -202,6 +227,8 @@ class Session:
 
     # ------------------------------------------------------------------ hooks
     def _before_model(self, module, args, kwargs):
+        if self._paused:
+            return None
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         cache = kwargs.get("past_key_values")
         past = cache.get_seq_length() if cache is not None else 0
@@ -248,6 +275,8 @@ class Session:
 
     def _after_model(self, module, args, kwargs, output):
         state = self._state
+        if self._paused or state is None:
+            return output
         logits = output["logits"] if isinstance(output, dict) else output[0]
         try:
             if state.step == 0:
