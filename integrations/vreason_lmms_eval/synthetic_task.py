@@ -74,3 +74,16 @@ def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     output = results[0] if results else ""
     letter = option_letter(extract_answer(output), doc["options"])
     return {"accuracy": float(letter == doc["answer"]), "answer_tag_rate": float(bool(_ANSWER.search(output or "")))}
+
+
+def build_requests(task_dir: str | Path, limit: int | None = None, model_name: str = "qwen2_5_vl", task_type: str = "chat"):
+    """``(task, instances)``: the ``vreason_synth`` requests as lmms-eval's own task code builds them for
+    ``model_name`` (its prompts), for driving models in-process (tests, benchmarks). Set
+    ``lm.task_dict["vreason_synth"] = task.dataset`` on a model before calling its ``generate_until``."""
+    from lmms_eval.evaluator import get_task_dict
+    from lmms_eval.tasks import TaskManager
+
+    manager = TaskManager("WARNING", include_path=str(task_dir), model_name=model_name)
+    task = get_task_dict([TASK], manager, task_type)[TASK]
+    task.build_all_requests(limit=limit, rank=0, world_size=1)
+    return task, list(task.instances)

@@ -1,0 +1,305 @@
+"""lmms-eval integration: model args, registration, the synthetic task, and the real CLI end to end.
+
+The CLI tests (``slow``) run ``lmms-eval`` in subprocesses, offline, on tiny checkpoints with the real Qwen
+tokenizer. The CLI can exit 0 after an error, so they assert on the files it writes, never on the exit code.
+All CLI runs start together in one module fixture (they are mostly start-up time) and are read by several tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vreason_hooks import VReasonConfig
+from vreason_lmms_eval.model_args import ModelArgsError, split_model_args
+from vreason_lmms_eval.records import summarise
+from vreason_lmms_eval.synthetic_task import extract_answer, make_task, option_letter, process_results
+
+BIN = Path(sys.executable).parent
+UPSTREAM_KEYS = {"pretrained", "max_num_frames", "max_pixels"}
+NEW_TOKENS = 8
+VIDEO_ARGS = "max_pixels=12544,min_pixels=3136,max_num_frames=8"  # 8 frames of 56x56: 16 video tokens
+
+
+# ---------------------------------------------------------------- model args (fast)
+def test_every_config_field_is_a_model_arg():
+    defaults = VReasonConfig().model_dump()
+    config, options, upstream = split_model_args("m", {**defaults, "pretrained": "/x"}, UPSTREAM_KEYS)
+    assert config == VReasonConfig() and upstream == {"pretrained": "/x"}
+    # As lmms-eval hands them over: numbers and booleans already parsed, the rest strings.
+    config, options, upstream = split_model_args("m", {
+        "lr": 5e-4, "step_interval": 8, "objective": "max", "lite": True, "prune_ratio": 0.25, "ema_init": "first",
+        "max_grad_norm": "none", "trace_dir": "/t", "prompt_model": "own", "max_num_frames": 16,
+    }, UPSTREAM_KEYS)
+    assert (config.lr, config.step_interval, config.objective, config.lite) == (5e-4, 8, "max", True)
+    assert config.prune_ratio == 0.25 and config.ema_init == "first" and config.max_grad_norm is None
+    assert (options.trace_dir, options.prompt_model) == ("/t", "own") and upstream == {"max_num_frames": 16}
+
+
+@pytest.mark.parametrize("args, named", [
+    ({"lr": -1.0}, "lr=-1.0"),
+    ({"step_interval": 0}, "step_interval=0"),
+    ({"objective": "maximise"}, "objective='maximise'"),
+    ({"lite": "perhaps"}, "lite='perhaps'"),
+    ({"lrr": 1e-4}, "'lrr'"),
+])
+def test_bad_model_args_name_the_argument(args, named):
+    with pytest.raises(ModelArgsError, match="vreason_qwen2_5_vl") as err:
+        split_model_args("vreason_qwen2_5_vl", args, UPSTREAM_KEYS)
+    assert named in str(err.value)
+
+
+def test_bad_value_fails_at_startup_before_loading(tmp_path):
+    """The CLI's own path (``create_from_arg_string``) with a folder that holds no model: the argument error
+    comes first, so nothing is loaded for a run that cannot be right."""
+    from lmms_eval.models import get_model
+
+    for name in ("vreason_qwen2_5_vl", "vreason_llava_video"):
+        with pytest.raises(ModelArgsError, match=r"step_interval=0"):
+            get_model(name).create_from_arg_string(f"pretrained={tmp_path},step_interval=0", {"batch_size": 1})
+
+
+def test_registered_through_the_entry_point():
+    from lmms_eval.models import get_model
+
+    from vreason_lmms_eval import models
+
+    assert get_model("vreason_qwen2_5_vl") is models.VReasonQwen2_5_VL and not models.VReasonQwen2_5_VL.is_simple
+    assert get_model("vreason_qwen2_5_vl", force_simple=True) is models.VReasonQwen2_5_VLSimple
+    assert get_model("vreason_llava_video") is models.VReasonLlavaVideo is get_model("vreason_llava_onevision")
+    # Built on lmms-eval's own wrappers: their generate_until is the one that runs.
+    from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
+
+    assert issubclass(models.VReasonQwen2_5_VL, Qwen2_5_VL)
+    assert "generate_until" not in vars(models.VReasonQwen2_5_VL)
+
+
+# ---------------------------------------------------------------- synthetic task (fast)
+@pytest.mark.parametrize("output, letter", [
+    ("<think>it moves</think><answer>B</answer>", "B"),
+    ("<think>x</think><answer> (C) </answer>", "C"),
+    ("<answer>A</answer> then <answer>D. down</answer>", "D"),  # the last tag counts
+    ("B", "B"),  # no tag: the whole output
+    ("B. right", "B"),
+    ("<answer>right</answer>", "B"),  # the option's text
+    ("<answer>Both</answer>", None),
+    ("", None),
+])
+def test_video_r1_answer_extraction(output, letter):
+    options = ["A. left", "B. right", "C. up", "D. down"]
+    assert option_letter(extract_answer(output), options) == letter
+    doc = {"options": options, "answer": "B"}
+    assert process_results(doc, [output])["accuracy"] == float(letter == "B")
+
+
+def test_make_task_writes_a_runnable_folder(tmp_path):
+    import yaml
+
+    folder = make_task(tmp_path / "task", n=3)
+    lines = [json.loads(line) for line in (folder / "data.jsonl").read_text().splitlines()]
+    assert [d["kind"] for d in lines] == ["move", "appear", "change"] and all(Path(d["video"]).is_file() for d in lines)
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    config = yaml.load((folder / "vreason_synth.yaml").read_text(), Loader=Loader)
+    assert config["dataset_kwargs"]["data_files"]["test"] == str(folder / "data.jsonl")
+    assert "<answer>" in config["lmms_eval_specific_kwargs"]["qwen2_5_vl"]["post_prompt"]
+    assert "<answer>" not in config["lmms_eval_specific_kwargs"]["default"]["post_prompt"]
+
+
+def test_summary_lists_failures_and_averages_the_rest():
+    def record(doc_id, failed=False, tokens=None, peak=None, updates=0):
+        return {"task": "t", "doc_id": doc_id, "failed": failed, "error": "boom" if failed else None,
+                "output_tokens": tokens, "time_s": None if failed else 2.0, "generate_s": None if failed else 1.0,
+                "peak_step": peak, "num_updates": updates}
+
+    summary = summarise([record(0, tokens=10, peak=4, updates=2), record(1, failed=True), record(2, tokens=20, peak=9, updates=5)], "m", {})
+    assert summary["failed"] == [{"task": "t", "doc_id": 1, "error": "boom"}]
+    assert (summary["documents"], summary["completed"], summary["updates"]) == (3, 2, 7)
+    assert summary["mean_output_tokens"] == 15 and summary["mean_peak_step"] == 6.5 and summary["mean_time_s"] == 2.0
+
+
+# ---------------------------------------------------------------- the real CLI (slow)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Run:
+    """One lmms-eval CLI process and the files it leaves in ``out``."""
+
+    def __init__(self, root: Path, name: str, argv: list[str], env: dict):
+        self.name, self.out = name, root / name
+        self.out.mkdir(parents=True)
+        self.log = self.out / "log.txt"
+        env = {**env, "HF_DATASETS_CACHE": str(self.out / "hf-datasets")}
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(argv + ["--output_path", str(self.out / "results"), "--log_samples"],
+                                         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+
+    def wait(self) -> "Run":
+        self.proc.wait(timeout=900)
+        return self
+
+    def one(self, pattern: str) -> Path:
+        found = sorted((self.out / "results").glob(f"*/{pattern}"))
+        assert len(found) == 1, f"{self.name}: expected one {pattern}, found {found}; log tail:\n{self.tail()}"
+        return found[0]
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text().splitlines()[-40:])
+
+    def results(self) -> dict:
+        return json.loads(self.one("*_results.json").read_text())
+
+    def samples(self) -> dict[int, dict]:
+        return {s["doc_id"]: s for s in map(json.loads, self.one("*_samples_vreason_synth.jsonl").read_text().splitlines())}
+
+    def traces(self) -> dict[int, dict]:
+        return {r["doc_id"]: r for r in map(json.loads, self.one("*_vreason_traces_vreason_synth.jsonl").read_text().splitlines())}
+
+    def summary(self) -> dict:
+        return json.loads(self.one("*_vreason_summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    """Start every CLI run at once, wait for all; ``{name: Run}``."""
+    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("lmms-eval")
+    qwen = write_tiny_checkpoint("qwen2_5_vl", root / "tiny-qwen")
+    llava = write_tiny_checkpoint("llava_onevision", root / "tiny-llava")
+    good = make_task(root / "task-good", n=3)
+    bad = make_task(root / "task-bad", n=6)
+    (bad / "videos" / "clip_001.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))  # corrupt
+    (bad / "videos" / "clip_003.mp4").unlink()  # missing
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf-home"), "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    lmms_eval = [str(BIN / "lmms-eval")]
+    common = ["--tasks", "vreason_synth", "--gen_kwargs", f"max_new_tokens={NEW_TOKENS}", "--batch_size", "1"]
+    switch = f"pretrained={qwen},{VIDEO_ARGS},lr=5e-4,step_interval=4,objective=switch"
+    runs = {
+        "qwen": Run(root, "qwen", lmms_eval + ["--model", "vreason_qwen2_5_vl", "--model_args", switch,
+                                                "--include_path", str(bad)] + common, env),
+        "qwen_dp": Run(root, "qwen_dp", [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                                          "--main_process_port", str(_free_port()), "-m", "lmms_eval",
+                                          "--model", "vreason_qwen2_5_vl", "--model_args", switch,
+                                          "--include_path", str(bad)] + common,
+                       {**env, "ACCELERATE_USE_CPU": "1"}),  # gloo on CPU
+        "llava": Run(root, "llava", lmms_eval + ["--model", "vreason_llava_video", "--model_args",
+                                                  f"pretrained={llava},max_frames_num=8,step_interval=2",
+                                                  "--include_path", str(good)] + common, env),
+    }
+    return {name: run.wait() for name, run in runs.items()}
+
+
+def _check_trace(record: dict, tokens: int, span: int, step_interval: int) -> None:
+    trace = record["trace"]
+    assert not record["failed"] and record["output_tokens"] == tokens == len(trace["entropy"]) == len(trace["ema"])
+    assert set(trace["alpha"]) <= {1, -1} and len(trace["span"]) == span
+    assert trace["update_steps"] == list(range(step_interval - 1, tokens, step_interval))
+    assert all(n > 0 for n in trace["delta_norm"]) and record["num_updates"] == len(trace["update_steps"])
+    assert record["time_s"] > 0 and 0 < record["generate_s"] <= record["time_s"] * 1.05
+    assert record["peak_step"] == max(range(tokens), key=trace["ema"].__getitem__)
+
+
+@pytest.mark.slow
+def test_cli_qwen_end_to_end(cli):
+    run = cli["qwen"]
+    results = run.results()
+    assert "accuracy,none" in results["results"]["vreason_synth"], run.tail()
+    assert results["n-samples"]["vreason_synth"]["effective"] == 6
+    traces = run.traces()
+    assert sorted(traces) == list(range(6))
+    for doc_id in (0, 2, 4, 5):
+        _check_trace(traces[doc_id], NEW_TOKENS, span=16, step_interval=4)
+        assert traces[doc_id]["trace"]["config"]["lr"] == 5e-4
+    summary = run.summary()
+    assert summary["completed"] == 4 and summary["mean_output_tokens"] == NEW_TOKENS
+    assert summary["updates"] == 4 * 2 and summary["mean_peak_step"] is not None and summary["mean_time_s"] > 0
+    # The task saw the upstream name: the qwen2_5_vl prompt (think/answer), not the default one.
+    assert all("<answer>" in s["input"] for s in run.samples().values())
+
+
+@pytest.mark.slow
+def test_bad_videos_fail_alone(cli):
+    run = cli["qwen"]
+    samples, traces, summary = run.samples(), run.traces(), run.summary()
+    assert [f["doc_id"] for f in summary["failed"]] == [1, 3]
+    assert "clip_001.mp4" in traces[1]["error"] and "clip_003.mp4 (missing)" in traces[3]["error"]
+    assert traces[1]["failed"] and traces[1]["trace"] is None
+    for doc_id, sample in samples.items():
+        answered = bool(sample["filtered_resps"].strip())
+        assert answered == (doc_id not in (1, 3)), (doc_id, sample["filtered_resps"])
+    assert "document vreason_synth/3 failed" in run.log.read_text()
+
+
+@pytest.mark.slow
+def test_cli_llava_end_to_end(cli):
+    run = cli["llava"]
+    assert "accuracy,none" in run.results()["results"]["vreason_synth"], run.tail()
+    traces = run.traces()
+    assert sorted(traces) == [0, 1, 2]
+    for record in traces.values():
+        _check_trace(record, NEW_TOKENS, span=8 + 1, step_interval=2)  # 8 pooled frames + newline
+        assert record["trace"]["adapter"] == "llava_onevision"
+    assert all("<answer>" in s["input"] for s in run.samples().values())  # llava_hf's prompt
+    assert run.summary()["failed"] == []
+
+
+@pytest.mark.slow
+def test_data_parallel_matches_single_process(cli):
+    single, dp = cli["qwen"], cli["qwen_dp"]
+    assert dp.results()["results"] == single.results()["results"], dp.tail()
+    assert {k: s["filtered_resps"] for k, s in dp.samples().items()} == {k: s["filtered_resps"] for k, s in single.samples().items()}
+    dp_traces, single_traces = dp.traces(), single.traces()
+    assert {r["rank"] for r in dp_traces.values()} == {0, 1}  # both ranks ran documents, rank 0 gathered them
+    for doc_id, record in single_traces.items():
+        other = dp_traces[doc_id]
+        assert other["failed"] == record["failed"] and other["output_tokens"] == record["output_tokens"]
+        if record["trace"]:
+            assert other["trace"]["entropy"] == pytest.approx(record["trace"]["entropy"], abs=1e-4)
+            assert other["trace"]["update_steps"] == record["trace"]["update_steps"]
+    assert dp.summary()["failed"] == single.summary()["failed"] != []
+
+
+@pytest.mark.slow
+def test_objective_none_answers_equal_upstream(tmp_path):
+    """In one process: lmms-eval's own ``qwen2_5_vl`` and ``vreason_qwen2_5_vl objective=none`` answer the same
+    requests (built by lmms-eval's task code) on the same tiny checkpoint with the same answers."""
+    import torch
+    from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
+
+    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
+    from vreason_lmms_eval.models import VReasonQwen2_5_VL
+    from vreason_lmms_eval.synthetic_task import build_requests
+
+    torch.manual_seed(0)
+    ckpt = str(write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen"))
+    task, requests = build_requests(make_task(tmp_path / "task", n=3))
+    for request in requests:
+        request.arguments[2]["max_new_tokens"] = NEW_TOKENS
+    video = dict(max_pixels=12544, min_pixels=3136, max_num_frames=8)
+    upstream = Qwen2_5_VL(pretrained=ckpt, device="cpu", device_map="cpu", **video)
+    ours = VReasonQwen2_5_VL(pretrained=ckpt, objective="none", prompt_model="own", trace_dir=str(tmp_path / "traces"), **video)
+    assert ours.model.dtype == upstream.model.dtype == torch.bfloat16  # upstream's precision, by default
+    answers = {}
+    for name, lm in (("upstream", upstream), ("ours", ours)):
+        lm.task_dict["vreason_synth"] = task.dataset
+        answers[name] = [r.text for r in lm.generate_until(requests)]
+    assert answers["ours"] == answers["upstream"] and all(a.strip() for a in answers["ours"])
+    traces = ours.vreason.traces
+    assert len(traces) == 3 and all(t.num_tokens == NEW_TOKENS and t.update_steps == [] for t in traces)
+    ours.clean()
+    assert ours.vreason_summary["completed"] == 3 and ours.vreason_summary["updates"] == 0
+    assert len(list((tmp_path / "traces").glob("*_vreason_traces_vreason_synth.jsonl"))) == 1
