@@ -257,3 +257,20 @@ def test_paused_session_decodes_plainly_and_pop_traces_forgets(qwen, qwen_inputs
         popped = session.pop_traces()
         assert len(popped) == 2 and session.traces == []
     assert torch.equal(plain, baseline) and not torch.equal(plain, controlled)
+
+
+def test_sequences_of_a_batch_are_controlled_independently(qwen):
+    """Sequence 0 decodes and updates the same whatever its neighbour is (per-sequence ΔV, clipping, α)."""
+    a, b = T.qwen_video_inputs(qwen, batch=2, seed=1), T.qwen_video_inputs(qwen, batch=2, seed=2)
+    pair_ab = {k: torch.cat([a[k][:1], b[k][1:]]) for k in a}
+    pair_ab["pixel_values_videos"] = torch.cat(
+        [a["pixel_values_videos"][: len(a["pixel_values_videos"]) // 2], b["pixel_values_videos"][len(b["pixel_values_videos"]) // 2:]]
+    )
+    config = vreason.VReasonConfig(lr=0.1, step_interval=2, max_grad_norm=1e-4)
+    with vreason.attach(qwen, config) as session:
+        out_aa = qwen.generate(**a, max_new_tokens=10, min_new_tokens=10)
+        out_ab = qwen.generate(**pair_ab, max_new_tokens=10, min_new_tokens=10)
+    first_aa, _, first_ab, other_ab = session.traces
+    assert torch.equal(out_aa[0], out_ab[0])
+    assert first_aa.entropy == first_ab.entropy and first_aa.grad_norm == first_ab.grad_norm
+    assert first_ab.delta_norm == first_aa.delta_norm and other_ab.delta_norm != first_ab.delta_norm
