@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/reasoning.py                       # full study, SmolLM2-135M-Instruct
     .venv/bin/python benchmarks/reasoning.py --n 120 --dev-n 40    # what fits in ~1.5 h on 2 CPU cores
     .venv/bin/python benchmarks/reasoning.py --report-only         # re-render docs from the results
+    python benchmarks/reasoning.py --backend lmms-eval --lmms-task mmvu_val --pretrained Qwen/Qwen2.5-VL-7B-Instruct \
+        --lmms-metric mmvu_accuracy --dev-n 100 --out runs/mmvu.jsonl --docs runs/mmvu.md   # a VLM, on a GPU
 
 Phases (see reasoning_study/study.py): a learning-rate sweep of the switch on the first ``--dev-n`` problems
 of each task, the choice of lr from those alone, then every variant at that lr on the other problems.
@@ -50,6 +52,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="smollm2", choices=["smollm2", "tiny"], help="'tiny': random, for tests")
     p.add_argument("--out", type=Path, default=HERE / "results" / "reasoning_smollm2.jsonl")
     p.add_argument("--docs", type=Path, default=HERE.parent / "docs" / "benchmarks" / "reasoning-study.md")
+    vlm = p.add_argument_group("--backend lmms-eval: the same study on a VLM through the lmms-eval integration")
+    vlm.add_argument("--backend", choices=["transformers", "lmms-eval"], default="transformers")
+    vlm.add_argument("--lmms-task", help="lmms-eval task, e.g. mmvu_val")
+    vlm.add_argument("--lmms-metric", help="per-sample metric key in lmms-eval's samples file (>= 1 is right)")
+    vlm.add_argument("--lmms-model", default="vreason_qwen2_5_vl", help="model name registered by the integration")
+    vlm.add_argument("--pretrained", default="Qwen/Qwen2.5-VL-7B-Instruct")
+    vlm.add_argument("--lmms-model-args", default="", help="extra --model_args, e.g. max_num_frames=16")
+    vlm.add_argument("--lmms-cli", nargs="*", default=[], help="extra lmms-eval CLI arguments")
+    vlm.add_argument("--lmms-output", default="runs/lmms_eval_study", help="lmms-eval --output_path root")
+    vlm.add_argument("--limit", type=int, default=None, help="documents in the test runs (default: all)")
+    vlm.add_argument("--dry-run", action="store_true", help="print the lmms-eval commands, run nothing")
     p.add_argument("--report-only", action="store_true", help="only re-render summary and docs from --out")
     return p.parse_args(argv)
 
@@ -70,11 +83,35 @@ def machine() -> dict:
     }
 
 
+def run_lmms_eval(args, meta_path: Path) -> None:
+    """Sweep and test phases with one lmms-eval run per variant (see reasoning_study/lmms_eval.py)."""
+    from reasoning_study import lmms_eval
+
+    if not (args.lmms_task and args.lmms_metric):
+        raise SystemExit("--backend lmms-eval needs --lmms-task and --lmms-metric")
+    study.add_run(meta_path, {"command": "python benchmarks/reasoning.py " + shlex.join(sys.argv[1:]),
+                              "model": args.pretrained, "tasks": {args.lmms_task: "lmms-eval task"},
+                              "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                              "machine": machine()})
+    lr = args.lr
+    if lr is None:
+        grid = [(x, 4) for x in args.lrs] + [(x, 1) for x in args.k1_lrs]
+        lmms_eval.run_phase(variants.sweep_variants(grid), "sweep", args, args.out, args.dry_run, study.append_records)
+        if args.dry_run:
+            lr = variants.PAPER_LR
+        else:
+            lr = study.choose_lr(study.summarise_phase(study.read_records(args.out), "sweep"))
+    chosen = [v for v in variants.study_variants(lr) if v.name not in args.skip]
+    lmms_eval.run_phase(chosen, "test", args, args.out, args.dry_run, study.append_records)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     summary_path = args.out.with_suffix(".json")
     meta_path = args.out.with_suffix(".meta.json")
-    if not args.report_only:
+    if args.backend == "lmms-eval" and not args.report_only:
+        run_lmms_eval(args, meta_path)
+    elif not args.report_only:
         import torch
 
         torch.set_num_threads(args.threads)
@@ -83,16 +120,13 @@ def main(argv=None) -> dict:
         sets = {t: tasks.ProblemSet(tasks.TASKS[t], args.n, args.seed) for t in args.tasks}
         dev = {t: tasks.split(s.problems, args.dev_n)[0] for t, s in sets.items()}
         test = {t: tasks.split(s.problems, args.dev_n)[1] for t, s in sets.items()}
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"runs": []}
-        meta["runs"].append({
+        study.add_run(meta_path, {
             "command": "python benchmarks/reasoning.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "model": args.model,
             "tasks": {t: tasks.TASKS[t].description for t in args.tasks},
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "machine": machine(),
         })
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
-        meta_path.write_text(json.dumps(meta, indent=1))
         lr = args.lr
         if lr is None and args.phase in ("all", "sweep"):
             grid = [(x, 4) for x in args.lrs] + [(x, 1) for x in args.k1_lrs]
@@ -105,6 +139,8 @@ def main(argv=None) -> dict:
             chosen = [v for v in variants.study_variants(lr) if v.name not in args.skip]
             study.run_phase(model, tokenizer, sets, test, chosen, "test", args.out, args.batch_size,
                             args.max_new_tokens)
+    if args.dry_run or (args.phase != "all" and not args.report_only):
+        return {}  # several per-task processes share --out: the report is rendered once, by --report-only
     return report.write(args.out, summary_path, meta_path, args.docs)
 
 

@@ -45,9 +45,11 @@ def test_extract_answer(reply, answer, method):
     assert prompting.extract_answer(reply) == (answer, method)
 
 
-def test_prompt_is_the_question_plus_the_shared_instruction():
+def test_prompt_is_the_question_plus_the_shared_instruction(monkeypatch):
     (message,) = prompting.build_messages("Calculate 5 - 3.")
-    assert message == {"role": "user", "content": "Calculate 5 - 3.\n" + prompting.INSTRUCTION}
+    assert message == {"role": "user", "content": "Calculate 5 - 3."}  # the study's setting: no instruction
+    monkeypatch.setattr(prompting, "INSTRUCTION", "Answer briefly.")
+    assert prompting.build_messages("Calculate 5 - 3.")[0]["content"] == "Calculate 5 - 3.\nAnswer briefly."
 
 
 # ------------------------------------------------------------------ problems and scoring

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import re
 
-INSTRUCTION = "Think step by step, then give the final answer on the last line as 'Answer: <number>'."
+# No instruction is appended to the dataset's question. A pilot with "Think step by step, then give the final
+# answer on the last line as 'Answer: <number>'." made SmolLM2 ramble to the token budget on all 16 held-apart
+# problems and solve none (benchmarks/results/reasoning_smollm2_prompt_pilot.jsonl); with the bare question it
+# answers in a sentence or two and solves some.
+INSTRUCTION = ""
 
 _NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?"
 _TAGGED = re.compile(r"answer\s*(?:is)?\s*[:=]?\s*\**\s*(" + _NUMBER + ")", re.IGNORECASE)
@@ -26,8 +30,9 @@ _ANY = re.compile(_NUMBER)
 
 
 def build_messages(question: str) -> list[dict[str, str]]:
-    """Chat messages for one problem: the dataset's question plus the shared answer instruction."""
-    return [{"role": "user", "content": f"{question}\n{INSTRUCTION}"}]
+    """Chat messages for one problem: the dataset's question (plus :data:`INSTRUCTION` if one is set)."""
+    content = f"{question}\n{INSTRUCTION}" if INSTRUCTION else question
+    return [{"role": "user", "content": content}]
 
 
 def normalise_number(text: str) -> str:

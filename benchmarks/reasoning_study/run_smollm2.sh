@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
-COMMON=(--n "${N:-128}" --dev-n "${DEV_N:-16}" --batch-size 16 --max-new-tokens "${MAX_NEW:-80}" --threads 1
-        --lrs 5e-5 5e-4 3e-3 1e-2 3e-2 1e-1 --k1-lrs 3e-3 3e-2 "$@")
+COMMON=(--n "${N:-128}" --dev-n "${DEV_N:-8}" --batch-size 8 --max-new-tokens "${MAX_NEW:-64}" --threads 1
+        --lrs 5e-4 3e-3 1e-2 3e-2 1e-1 --k1-lrs 3e-2 "$@")
 for phase in sweep test; do
   for task in add_sub_2x2 products_2x2; do
     "$PY" benchmarks/reasoning.py --tasks "$task" --phase "$phase" "${COMMON[@]}" &

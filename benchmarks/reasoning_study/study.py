@@ -44,6 +44,18 @@ def append_records(path: Path, records: list[dict[str, Any]]) -> None:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def add_run(meta_path: Path, run: dict[str, Any]) -> None:
+    """Append one run's description to the meta file, under a lock (processes of one study start together)."""
+    meta_path.parent.mkdir(parents=True, exist_ok=True)
+    with meta_path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"runs": []}
+        meta["runs"].append(run)
+        tmp = meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta, indent=1))
+        tmp.replace(meta_path)  # atomic: a reader never sees half a file
+
+
 def batches(problem_lists: Iterable[list[Problem]], size: int) -> list[list[Problem]]:
     """Batches of each task's problems, tasks interleaved so that a partial run covers every task."""
     per_task = [[probs[i:i + size] for i in range(0, len(probs), size)] for probs in problem_lists]
