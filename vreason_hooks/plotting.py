@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from .trace import Trace
 
@@ -47,7 +51,7 @@ def plot_traces(
     labels: Sequence[str] | None = None,
     title: str | None = None,
     dpi: int = 110,
-):
+) -> "Path | Figure":
     """Draw one or more traces on shared axes; write a PNG (or any matplotlib format) when ``path`` is given.
 
     Args:

