@@ -197,7 +197,7 @@ def cli(tmp_path_factory):
                                           "--include_path", str(bad)] + common,
                        {**env, "ACCELERATE_USE_CPU": "1"}),  # gloo on CPU
         "llava": Run(root, "llava", lmms_eval + ["--model", "vreason_llava_video", "--model_args",
-                                                  f"pretrained={llava},max_frames_num=8,step_interval=2",
+                                                  f"pretrained={llava},max_frames_num=8,step_interval=2,lite=true",
                                                   "--include_path", str(good)] + common, env),
     }
     return {name: run.wait() for name, run in runs.items()}
@@ -253,6 +253,8 @@ def test_cli_llava_end_to_end(cli):
     for record in traces.values():
         _check_trace(record, NEW_TOKENS, span=8 + 1, step_interval=2)  # 8 pooled frames + newline
         assert record["trace"]["adapter"] == "llava_onevision"
+        # lite=true from --model_args: half the video tokens (rounded down) pruned after prefill.
+        assert record["trace"]["config"]["lite"] is True and len(record["trace"]["pruned"]) == 4
     assert all("<answer>" in s["input"] for s in run.samples().values())  # llava_hf's prompt
     assert run.summary()["failed"] == []
 
