@@ -217,3 +217,39 @@ def test_driver_writes_records_summary_and_docs_and_resumes(tmp_path, tiny):
     reasoning.main(argv)  # resumes: nothing generated twice
     assert len(study.read_records(out)) == len(records)
     assert "Hand-written findings." in docs.read_text() and report.BEGIN in docs.read_text()
+
+
+# ------------------------------------------------------------------ the VLM path (lmms-eval), without a VLM
+def test_lmms_eval_model_args_round_trip_through_the_integration(tmp_path):
+    pytest.importorskip("lmms_eval")
+    from lmms_eval.utils import simple_parse_args_string
+    from vreason_lmms_eval.model_args import split_model_args
+
+    from reasoning_study import lmms_eval
+
+    for variant in variants.study_variants(lr=1e-2):
+        text = lmms_eval.model_args(variant.config, "Qwen/Qwen2.5-VL-7B-Instruct", tmp_path, "max_num_frames=16")
+        config, options, upstream = split_model_args(
+            "vreason_qwen2_5_vl", simple_parse_args_string(text), {"pretrained", "max_num_frames"})
+        assert config == variant.config and options.trace_dir == str(tmp_path)
+        assert upstream == {"pretrained": "Qwen/Qwen2.5-VL-7B-Instruct", "max_num_frames": 16}
+
+
+def test_lmms_eval_results_become_study_records(tmp_path):
+    from reasoning_study import lmms_eval
+
+    variant = variants.study_variants(lr=1e-2)[1]
+    run = tmp_path / "switch_k4"
+    (run / "model").mkdir(parents=True)
+    samples = [{"doc_id": d, "target": "A", "filtered_resps": "B" if d == 2 else "A", "acc": float(d != 2)}
+               for d in range(4)]
+    (run / "model" / "20261122_samples_mmvu_val.jsonl").write_text("\n".join(json.dumps(s) for s in samples))
+    trace = {"entropy": [2.0, 1.0, 0.5], "ema": [0.04, 0.059, 0.0678], "update_steps": [3], "delta_norm": [0.2]}
+    traces = [{"task": "mmvu_val", "doc_id": d, "failed": d == 3, "error": "OOM" if d == 3 else None,
+               "output_tokens": 3, "time_s": 1.5, "trace": None if d == 3 else trace} for d in range(4)]
+    (run / "20261122_vreason_traces_mmvu_val.jsonl").write_text("\n".join(json.dumps(t) for t in traces))
+    records = lmms_eval.load_records(run, "mmvu_val", "acc", variant, "test", keep=lambda d: d >= 1)
+    assert [r["uid"] for r in records] == ["mmvu_val/1", "mmvu_val/2", "mmvu_val/3"]
+    assert [r.get("correct") for r in records] == [True, False, None] and records[2]["error"] == "OOM"
+    assert records[0]["ema_peak_step"] == 2 and records[0]["final_entropy"] == pytest.approx(3.5 / 3)
+    assert records[0]["updates"] == 1 and records[0]["config"]["lr"] == 1e-2
