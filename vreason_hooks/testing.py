@@ -63,6 +63,31 @@ def tiny_qwen2_5_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers:
     return model
 
 
+def tiny_qwen2_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                  dtype=torch.float32):
+    """A Qwen2-VL with a 2-layer text model and a 2-block vision tower (same input layout as Qwen2.5-VL)."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    heads = 4
+    half = hidden // heads // 2
+    text = _common_text(hidden, layers, heads, 2, vocab)
+    text["rope_parameters"] = {
+        "rope_type": "default", "rope_theta": 1e6, "mrope_section": [half - 2 * (half // 3), half // 3, half // 3]
+    }
+    config = Qwen2VLConfig(
+        text_config=text,
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=hidden, mlp_ratio=2, num_heads=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN, vision_start_token_id=VISION_START,
+        vision_end_token_id=VISION_END, eos_token_id=EOS, pad_token_id=PAD, tie_word_embeddings=False,
+    )
+    config._attn_implementation = attn
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).to(dtype).eval()
+    _set_generation_defaults(model, EOS, PAD)
+    return model
+
+
 def tiny_llava_onevision(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
                          dtype=torch.float32, **ids):
     """A LLaVA-OneVision (the transformers class of LLaVA-Video) with a tiny SigLIP tower and Qwen2 LM."""
@@ -164,14 +189,16 @@ def qwen_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, pre
     types[input_ids == config.video_token_id] = 2
     patch_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
     pixels = torch.randn(batch * t * grid * grid, patch_dim, generator=g).to(model.dtype)
-    return {
+    inputs = {
         "input_ids": input_ids,
         "attention_mask": mask,
         "mm_token_type_ids": types,
         "pixel_values_videos": pixels,
         "video_grid_thw": torch.tensor([[t, grid, grid]] * batch),
-        "second_per_grid_ts": torch.tensor([1.0] * batch),
     }
+    if config.model_type == "qwen2_5_vl":  # Qwen2-VL has no temporal spacing input
+        inputs["second_per_grid_ts"] = torch.tensor([1.0] * batch)
+    return inputs
 
 
 def llava_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, suffix: int = 6, seed: int = 0,
@@ -206,6 +233,7 @@ def _text_family_inputs(model, batch: int = 1, pad: list[int] | None = None, see
 
 FAMILIES = {
     "qwen2_5_vl": (tiny_qwen2_5_vl, qwen_video_inputs),
+    "qwen2_vl": (tiny_qwen2_vl, qwen_video_inputs),
     "llava_onevision": (tiny_llava_onevision, llava_video_inputs),
     "llama": (tiny_llama, _text_family_inputs),
     "qwen2": (tiny_qwen2, _text_family_inputs),
