@@ -208,6 +208,7 @@ def test_driver_writes_records_summary_and_docs_and_resumes(tmp_path, tiny):
 
     page = docs.read_text()
     assert report.BEGIN in page and "| switch_k4 | 2 |" in page and "McNemar p" in page
+    assert "- `min_only`: " in page and "points against the baseline" in page  # the generated headline
     for fig in ("reasoning_entropy.png", "reasoning_tokens.png", "reasoning_sweep.png"):
         assert (docs.parent / "figures" / fig).stat().st_size > 1000 and f"figures/{fig}" in page
 

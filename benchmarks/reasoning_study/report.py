@@ -127,6 +127,30 @@ def losses(records: list[dict[str, Any]], variant: str, limit: int = 4) -> str:
     return "\n".join(out)
 
 
+def headline(test: dict[str, dict[str, Any]]) -> str:
+    """One sentence per variant, pooled over tasks, from the same numbers as the tables."""
+    base = test.get("baseline", {}).get("all")
+    if not base or not base["n"]:
+        return ""
+    lines = [f"- `baseline`: {100 * base['accuracy']['value']:.1f}% right ({base['accuracy']['correct']}/{base['n']}), "
+             f"{base['mean_tokens']:.1f} tokens and {base['seconds_per_problem']:.2f} s per problem."]
+    for name, by_task in test.items():
+        s = by_task["all"]
+        if name == "baseline":
+            continue
+        if not s["n"]:
+            lines.append(f"- `{name}`: no result ({s['errors']} errors: {s['error_message']}).")
+            continue
+        p = s["paired"]
+        lines.append(
+            f"- `{name}`: {100 * s['accuracy']['value']:.1f}% right, {100 * p['diff']:+.1f} points against the "
+            f"baseline (95% CI {100 * p['diff_low']:+.1f} to {100 * p['diff_high']:+.1f}; McNemar p = "
+            f"{p['p_value']:.2g}; {p['gained']} gained, {p['lost']} lost of {p['n']}); reply changed on "
+            f"{100 * s['changed_outputs']:.0f}% of problems; tokens ×{s['token_ratio']:.2f}, "
+            f"time ×{s['time_ratio']:.2f}.")
+    return "\n".join(lines)
+
+
 def render(summary: dict[str, Any], records: list[dict[str, Any]], figures: dict[str, str]) -> str:
     runs = summary["meta"].get("runs", [])
     parts = ["## Run", ""]
@@ -136,9 +160,10 @@ def render(summary: dict[str, Any], records: list[dict[str, Any]], figures: dict
                      f"torch {m['torch']} ({m['torch_threads']} thread(s)), transformers {m['transformers']}")
     if runs:
         a = runs[-1]["args"]
+        all_tasks = {k: v for run in runs for k, v in run["tasks"].items()}
         parts.append(f"- model `{runs[-1]['model']}`, greedy, max {a['max_new_tokens']} new tokens, batch "
                      f"{a['batch_size']}, reasoning-gym seed {a['seed']}; tasks: "
-                     + "; ".join(f"`{k}` ({v})" for k, v in runs[-1]["tasks"].items()))
+                     + "; ".join(f"`{k}` ({v})" for k, v in all_tasks.items()))
     if summary["sweep"]:
         parts += ["", "## Learning-rate sweep (held-apart problems only)", "",
                   f"Chosen learning rate: **{_f(summary['chosen_lr'], 'g')}** (rule: best pooled accuracy of the "
@@ -148,7 +173,8 @@ def render(summary: dict[str, Any], records: list[dict[str, Any]], figures: dict
             parts += ["", f"![sweep]({figures['sweep']})"]
     if summary["test"]:
         tasks = [t for t in next(iter(summary["test"].values())) if t != "all"]
-        parts += ["", "## Test part: every variant at the chosen learning rate", ""]
+        parts += ["", "## Test part: every variant at the chosen learning rate", "",
+                  "Pooled over tasks (generated from the records):", "", headline(summary["test"]), ""]
         for task in ["all"] + tasks:
             parts += [f"### {'all tasks pooled' if task == 'all' else task}", "", variant_table(summary["test"], task), ""]
         for name in ("entropy", "tokens"):
