@@ -305,3 +305,31 @@ def test_objective_none_answers_equal_upstream(tmp_path):
     ours.clean()
     assert ours.vreason_summary["completed"] == 3 and ours.vreason_summary["updates"] == 0
     assert len(list((tmp_path / "traces").glob("*_vreason_traces_vreason_synth.jsonl"))) == 1
+
+
+@pytest.mark.slow
+def test_batched_documents_get_their_own_traces(tmp_path):
+    """``--batch_size 2`` with the chat class: one upstream call per batch, each row's trace filed under its
+    document. The batch is left-padded, so the shorter prompt's video span starts later by the length gap:
+    that tells the rows apart."""
+    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
+    from vreason_lmms_eval.models import VReasonQwen2_5_VL
+    from vreason_lmms_eval.synthetic_task import build_requests, doc_to_text
+
+    ckpt = str(write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen"))
+    task, requests = build_requests(make_task(tmp_path / "task", n=3))
+    for request in requests:
+        request.arguments[2]["max_new_tokens"] = 4
+    lm = VReasonQwen2_5_VL(pretrained=ckpt, batch_size=2, prompt_model="own", trace_dir=str(tmp_path / "traces"),
+                           max_pixels=12544, min_pixels=3136, max_num_frames=8)
+    lm.task_dict["vreason_synth"] = task.dataset
+    answers = lm.generate_until(requests)
+    assert len(answers) == 3 and len(lm.vreason.traces) == 3
+    records = {r.doc_id: r for r in lm._vreason_records.items}
+    assert sorted(records) == [0, 1, 2] and all(r.trace is not None for r in records.values())
+    kwargs = task.lmms_eval_specific_kwargs
+    length = {i: len(lm.tokenizer(doc_to_text(task.dataset["test"][i], kwargs))["input_ids"]) for i in (0, 1)}
+    assert length[0] != length[1]
+    start = {i: records[i].trace["span"][0] for i in (0, 1)}  # docs 0 and 1 shared the first batch
+    assert start[0] - start[1] == length[1] - length[0]
+    lm.clean()
