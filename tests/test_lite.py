@@ -288,3 +288,39 @@ def test_sliding_window_caches_are_refused():
     with vreason.attach(model, vreason.VReasonConfig(lite=True)):
         with pytest.raises(UnsupportedSettingError, match="Sliding-window"):
             model.generate(**T.text_inputs(), max_new_tokens=2, do_sample=False, pad_token_id=0)
+
+
+# ---------------------------------------------------------------- through lmms-eval (slow: a real CLI run)
+@pytest.mark.slow
+def test_lmms_eval_runs_lite_from_model_args(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
+    from vreason_lmms_eval.synthetic_task import make_task
+
+    checkpoint = write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen")
+    task = make_task(tmp_path / "task", n=2)
+    args = (f"pretrained={checkpoint},max_pixels=12544,min_pixels=3136,max_num_frames=8,"  # 16 video tokens
+            "lite=true,prune_ratio=0.25,step_interval=2")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1",
+           "HF_DATASETS_CACHE": str(tmp_path / "datasets"), "TOKENIZERS_PARALLELISM": "false"}
+    out = tmp_path / "out"
+    log = subprocess.run(
+        [str(Path(sys.executable).parent / "lmms-eval"), "--model", "vreason_qwen2_5_vl", "--model_args", args,
+         "--tasks", "vreason_synth", "--include_path", str(task), "--gen_kwargs", "max_new_tokens=6",
+         "--batch_size", "1", "--output_path", str(out), "--log_samples"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
+    )
+    found = sorted(out.glob("*/*_vreason_traces_vreason_synth.jsonl"))  # the CLI can exit 0 after an error
+    assert len(found) == 1, log.stdout[-3000:] + log.stderr[-3000:]
+    records = [json.loads(line) for line in found[0].read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        trace = record["trace"]
+        assert not record["failed"] and trace["config"]["lite"] is True
+        assert len(trace["span"]) == 16 and len(trace["pruned"]) == 4 and set(trace["pruned"]) <= set(trace["span"])
+        assert trace["update_steps"]  # the controller ran on the pruned cache

@@ -1,0 +1,254 @@
+"""V-Reason Lite: KV-cache bytes, peak memory and decode time per token, against plain decoding and V-Reason.
+
+    python benchmarks/lite_memory.py                          # every workload, markdown on stdout
+    python benchmarks/lite_memory.py --workload vl1000 --repeats 5 --json out.json
+
+Variants: ``plain`` (no session), ``vreason`` (the paper's defaults), ``lite`` (``lite=True,
+objective='none'``: plain decoding on a pruned cache) and ``vreason_lite`` (``lite=True``).
+
+* KV bytes: read from the cache tensors right after prefill (after pruning) and at the end of decoding,
+  per layer; the span's share is checked to shrink by exactly ``floor(r*n)/n`` in every layer.
+* Time: every variant in one process, interleaved (order reversed every other repeat),
+  ``torch.set_num_threads(1)``; decode time per token from per-step stamps of this process's CPU time
+  (prefill excluded; wall time is reported too); median over repeats of the ratio to ``plain``.
+* Memory: each variant runs in a fresh subprocess with ``MALLOC_MMAP_THRESHOLD_`` fixed at 64 KiB, so
+  every tensor above that size is its own mmap and freeing it returns the pages (RSS follows live
+  tensors). Reported above the RSS once model and inputs exist: the whole-run peak (``VmHWM``), and the
+  decode-phase peak (``VmHWM`` reset through ``/proc/self/clear_refs`` once prefill and pruning are done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import torch
+from transformers import LogitsProcessorList
+
+import vreason_hooks as vreason
+from vreason_hooks import testing as T
+from vreason_hooks.lite import pruned_count
+
+NEW_TOKENS = 64
+QWEN_VOCAB = 151_936
+RATIO = 0.5
+VARIANTS = {
+    "plain": None,
+    "vreason": vreason.VReasonConfig(),
+    "lite": vreason.VReasonConfig(lite=True, prune_ratio=RATIO, objective="none"),
+    "vreason_lite": vreason.VReasonConfig(lite=True, prune_ratio=RATIO),
+}
+WORKLOADS = ("vl1000", "vl4000", "smollm2")
+
+
+def build(workload: str):
+    """(model, generate inputs, description) of a workload; batch 1."""
+    if workload == "smollm2":
+        from vreason_hooks.assets import load_smollm2
+
+        model, tokenizer = load_smollm2()
+        notes = " ".join(
+            f"Note {i}: box {i} holds {i * 7 % 13} red, {i * 5 % 11} blue and {i * 3 % 7} green marbles." for i in range(60)
+        )
+        question = f"Read the notes, then answer. {notes} Question: how many red marbles are in box 5? Think step by step."
+        text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                             add_generation_prompt=True)
+        return model, dict(tokenizer(text, return_tensors="pt")), "SmolLM2-135M-Instruct (30 layers), prompt = span"
+    frames = {"vl1000": 20, "vl4000": 80}[workload]
+    model = T.tiny_qwen2_5_vl(hidden=128, layers=4, vocab=QWEN_VOCAB, video_token_id=T.VIDEO_TOKEN)
+    return model, T.qwen_video_inputs(model, frames=frames, grid=20), "tiny Qwen2.5-VL (4 layers, hidden 128, Qwen vocab)"
+
+
+class _Clock:
+    """Logits processor: CPU-time and wall-clock stamps per generated token; optional callback after prefill.
+
+    CPU time of this process is the primary figure: with one torch thread every op runs on the calling
+    thread, and on a shared machine wall time mostly measures the wait for a core.
+    """
+
+    def __init__(self, after_prefill=None):
+        self.cpu, self.wall, self.after_prefill = [], [], after_prefill
+
+    def __call__(self, input_ids, scores):
+        self.cpu.append(time.process_time())
+        self.wall.append(time.perf_counter())
+        if len(self.cpu) == 1 and self.after_prefill is not None:
+            self.after_prefill()
+        return scores
+
+    def per_token(self, wall: bool = False) -> float:
+        stamps = self.wall if wall else self.cpu
+        return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+
+
+def _run(model, inputs, config, clock, on_cache=None):
+    """One greedy generation of NEW_TOKENS under ``config`` (None: no session); returns the session."""
+    kwargs = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
+                  logits_processor=LogitsProcessorList([clock]))
+    with contextlib.ExitStack() as stack:
+        session = stack.enter_context(vreason.attach(model, config)) if config is not None else None
+        if on_cache is not None:  # registered after attach: runs after the session has pruned the cache
+            handle = model.register_forward_hook(lambda m, a, k, o: on_cache(k["past_key_values"]), with_kwargs=True)
+            stack.callback(handle.remove)
+        model.generate(**kwargs, **inputs)
+    return session
+
+
+def kv_bytes(model, inputs, config) -> dict:
+    """Per-layer KV bytes after prefill (pruned) and in total at the end, plus the span accounting."""
+    seen = []
+    session = _run(model, inputs, config, _Clock(), on_cache=lambda cache: seen.append(
+        [(layer.keys.shape[2], layer.keys.nbytes + layer.values.nbytes) for layer in cache.layers]))
+    prefill, final = seen[0], seen[-1]
+    out = {"prefill_layer_bytes": [b for _, b in prefill], "prefill_slots": [s for s, _ in prefill],
+           "final_kv_bytes": sum(b for _, b in final)}
+    if session is not None:
+        out["span"] = len(session.traces[0].span)
+        out["pruned"] = len(session.traces[0].pruned)
+    return out
+
+
+def time_workload(model, inputs, repeats: int) -> dict:
+    _run(model, inputs, None, _Clock())  # warm-up
+    times = {name: [] for name in VARIANTS}
+    walls = {name: [] for name in VARIANTS}
+    for repeat in range(repeats):
+        order = list(VARIANTS.items())
+        for name, config in order if repeat % 2 == 0 else order[::-1]:  # alternate to cancel order effects
+            clock = _Clock()
+            _run(model, inputs, config, clock)
+            times[name].append(clock.per_token())
+            walls[name].append(clock.per_token(wall=True))
+    return {
+        "ms_per_token": {k: 1000 * statistics.median(v) for k, v in times.items()},
+        "wall_ms_per_token": {k: 1000 * statistics.median(v) for k, v in walls.items()},
+        "wall_ratio": {k: statistics.median(t / p for t, p in zip(v, walls["plain"])) for k, v in walls.items()},
+        "time_ratio": {k: statistics.median(t / p for t, p in zip(v, times["plain"])) for k, v in times.items()},
+        "time_ratio_vs_vreason": {
+            k: statistics.median(t / p for t, p in zip(v, times["vreason"])) for k, v in times.items()
+        },
+    }
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(field)
+
+
+def memory_child(workload: str, variant: str) -> None:
+    """One variant, once, in this (fresh) process; prints JSON."""
+    torch.set_num_threads(1)
+    model, inputs, _ = build(workload)
+    start = _status_mb("VmRSS")
+    marks = {}
+
+    def after_prefill():  # prefill and pruning are done: note the peak so far, then reset it
+        marks["prefill_peak"] = _status_mb("VmHWM")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+    _run(model, inputs, VARIANTS[variant], _Clock(after_prefill))
+    print(json.dumps({
+        "peak_mb": max(marks["prefill_peak"], _status_mb("VmHWM")) - start,
+        "decode_peak_mb": _status_mb("VmHWM") - start,
+    }))
+
+
+def memory_workload(workload: str, repeats: int) -> dict:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    out = {}
+    for _ in range(repeats):
+        for variant in VARIANTS:  # interleaved across repeats
+            proc = subprocess.run([sys.executable, __file__, "--memory-child", workload, variant],
+                                  capture_output=True, text=True, check=True, env=env)
+            run = json.loads(proc.stdout.strip().splitlines()[-1])
+            for key, value in run.items():
+                out.setdefault(variant, {}).setdefault(key, []).append(value)
+    return {v: {k: statistics.median(x) for k, x in d.items()} for v, d in out.items()}
+
+
+def measure(workload: str, repeats: int, memory_repeats: int) -> dict:
+    torch.set_num_threads(1)
+    model, inputs, description = build(workload)
+    kv = {name: kv_bytes(model, inputs, config) for name, config in VARIANTS.items()}
+    plain, lite = kv["plain"], kv["lite"]
+    n, p = lite["span"], lite["pruned"]
+    assert p == pruned_count(RATIO, n)
+    # span bytes per layer: full = n tokens' K+V; Lite = (n - p) tokens' K+V
+    per_token = [b // s for b, s in zip(plain["prefill_layer_bytes"], plain["prefill_slots"])]
+    freed = [b_full - b_lite for b_full, b_lite in zip(plain["prefill_layer_bytes"], lite["prefill_layer_bytes"])]
+    assert freed == [p * t for t in per_token], freed  # exactly floor(r*n) of the n span tokens, every layer
+    span_cut = [f / (n * t) for f, t in zip(freed, per_token)]
+    result = {
+        "workload": workload, "description": description, "prompt_tokens": int(inputs["input_ids"].shape[1]),
+        "span_tokens": n, "pruned_tokens": p, "layers": len(per_token),
+        "span_kv_cut_per_layer": span_cut,
+        "kv_mb_after_prefill": {k: sum(v["prefill_layer_bytes"]) / 2**20 for k, v in kv.items()},
+        "kv_mb_at_end": {k: v["final_kv_bytes"] / 2**20 for k, v in kv.items()},
+    }
+    result.update(time_workload(model, inputs, repeats))
+    result["memory"] = memory_workload(workload, memory_repeats)
+    return result
+
+
+def markdown(results: list[dict]) -> str:
+    head = ("| workload | span tokens (pruned) | variant | KV MB after prefill | KV MB at end | span KV cut, "
+            "every layer | whole-run peak MB | decode-phase peak MB | CPU ms/token | time vs plain | time vs V-Reason "
+            "| wall ms/token |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        cut = r["span_kv_cut_per_layer"]
+        cut_text = f"{r['pruned_tokens']}/{r['span_tokens']} in all {r['layers']}" if len(set(cut)) == 1 else str(cut)
+        for v in VARIANTS:
+            mem = r["memory"][v]
+            lines.append(
+                f"| {r['workload']} | {r['span_tokens']:,} ({r['pruned_tokens']:,}) | {v} | "
+                f"{r['kv_mb_after_prefill'][v]:.2f} | {r['kv_mb_at_end'][v]:.2f} | "
+                f"{cut_text if 'lite' in v else '0'} | {mem['peak_mb']:.1f} | {mem['decode_peak_mb']:.1f} | "
+                f"{r['ms_per_token'][v]:.2f} | {r['time_ratio'][v]:.3f} | {r['time_ratio_vs_vreason'][v]:.3f} | "
+                f"{r['wall_ms_per_token'][v]:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", action="append", choices=WORKLOADS, help="default: all")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory-repeats", type=int, default=3)
+    parser.add_argument("--json", help="write raw results here")
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    results = []
+    for workload in args.workload or WORKLOADS:
+        results.append(measure(workload, args.repeats, args.memory_repeats))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    meta = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1 thread", "torch": torch.__version__,
+        "new_tokens": NEW_TOKENS, "repeats": args.repeats, "memory_repeats": args.memory_repeats, "ratio": RATIO,
+        "command": "python benchmarks/lite_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": results}, f, indent=1)
+    print(f"<!-- {json.dumps(meta)} -->")
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
