@@ -88,14 +88,16 @@ def test_demo_end_to_end_on_smollm2(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     # The settings in force are printed, and named as the demo's rather than the paper's.
-    assert "lr=0.03, step_interval=2" in result.stdout and "differs from the paper" in result.stdout
+    cfg = demo.DEMO_CONFIG
+    assert f"lr={cfg.lr:g}, step_interval={cfg.step_interval}" in result.stdout
+    assert "differs from the paper" in result.stdout
     assert "baseline:" in result.stdout and "V-Reason:" in result.stdout
 
     report = json.loads((tmp_path / "report.json").read_text())
     (item,) = report["questions"]
     first = demo.load_questions()[0]
     assert item["id"] == first.id and item["known_answer"] == first.answer
-    assert report["vreason_config"]["lr"] == 0.03 and report["vreason_config"]["step_interval"] == 2
+    assert report["vreason_config"] == cfg.model_dump()
     for side in ("baseline", "vreason"):
         run = item[side]
         assert 1 <= run["num_tokens"] <= 12 and run["seconds"] > 0
@@ -106,6 +108,7 @@ def test_demo_end_to_end_on_smollm2(tmp_path):
     assert baseline.config["objective"] == "none" and controlled.config["objective"] == "switch"
     assert baseline.adapter == controlled.adapter == "llama"
     assert len(controlled.update_steps) == item["vreason"]["updates"] > 0
-    assert all(step % 2 == 1 for step in controlled.update_steps)  # k = 2: after tokens 1, 3, 5, ...
+    k = cfg.step_interval
+    assert all(step % k == k - 1 for step in controlled.update_steps)  # after tokens k-1, 2k-1, ...
     png = tmp_path / item["files"]["plot"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

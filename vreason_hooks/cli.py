@@ -27,11 +27,15 @@ def _one_line(err: BaseException) -> str:
     return first if len(text.splitlines()) == 1 else first + " …"
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(debug: bool = False) -> None:
     """Keep library chatter (transformers warnings, load bars) off the user's screen; --debug keeps it."""
     import warnings
 
+    if debug:
+        return
     warnings.filterwarnings("ignore")
+    # Before transformers imports tqdm (tqdm reads TQDM_* once, at import): hides the GGUF conversion bar.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -43,19 +47,20 @@ def _quiet_libraries() -> None:
         pass
 
 
-def load_config(path: str | None, **overrides):
-    """A :class:`VReasonConfig` from ``path`` (TOML/JSON) and command-line overrides, or a one-line error."""
+def load_config(path: str | None, base=None, **overrides):
+    """A :class:`VReasonConfig`: ``base`` (default: the paper's), then the fields set in ``path`` (TOML/JSON),
+    then the command-line ``overrides`` that are not ``None``; any problem is a one-line :class:`CliError`."""
     from pydantic import ValidationError
 
     from .config import VReasonConfig
 
-    data = {}
+    data = base.model_dump() if base is not None else {}
     if path:
         file = Path(path)
         if not file.is_file():
             raise CliError(f"config file {path} does not exist: pass a .toml or .json file of VReasonConfig fields")
         try:
-            data = VReasonConfig.from_file(file).model_dump(exclude_unset=True)
+            data.update(VReasonConfig.from_file(file).model_dump(exclude_unset=True))
         except ValidationError as err:
             raise CliError(f"bad config file {path}: {_validation_message(err)}") from None
         except ValueError as err:  # TOMLDecodeError and JSON syntax errors are ValueErrors
@@ -86,20 +91,24 @@ def _add_config_options(parser: argparse.ArgumentParser, lr_default: str = "") -
     group.add_argument("--config", metavar="FILE", help="VReasonConfig fields as a .toml or .json file")
     group.add_argument("--lr", type=float, help=f"AdamW learning rate of ΔV{lr_default}")
     group.add_argument("--step-interval", type=int, metavar="K", help="one ΔV update every K generated tokens")
+    group.add_argument("--ema-beta", type=float, metavar="B", help="β of the entropy moving average")
     group.add_argument("--objective", choices=["switch", "max", "min", "none"],
                        help="switch (the paper's), or the ablations max / min / none")
 
 
 def _overrides(args) -> dict:
-    return {"lr": args.lr, "step_interval": args.step_interval, "objective": args.objective}
+    return {"lr": args.lr, "step_interval": args.step_interval, "ema_beta": args.ema_beta, "objective": args.objective}
 
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_demo(args) -> int:
     from . import demo
 
-    _quiet_libraries()
-    config = load_config(args.config, **_overrides(args)) if args.config or any(_overrides(args).values()) else None
+    _quiet_libraries(args.debug)
+    from .config import VReasonConfig
+
+    # The demo's own settings unless --paper; a config file and flags override fields of that base.
+    config = load_config(args.config, base=VReasonConfig() if args.paper else demo.DEMO_CONFIG, **_overrides(args))
     report = demo.run_demo(
         out_dir=Path(args.out), limit=args.limit, config=config, max_new_tokens=args.max_new_tokens,
         threads=args.threads, plots=not args.no_plots,
@@ -108,7 +117,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_run(args) -> int:
-    _quiet_libraries()
+    _quiet_libraries(args.debug)
     from rich.console import Console
 
     from . import videoqa
@@ -221,7 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vreason", description="V-Reason (arXiv 2510.17045): entropy-guided value-cache control at inference.",
         parents=[common],
     )
-    parser.set_defaults(debug=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("demo", parents=[common], help="baseline vs V-Reason on a real small model (no GPU, no network)",
@@ -233,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="token budget per answer (default: the demo's, 160)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: all cores)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    _add_config_options(p, lr_default=" (demo default: see `vreason demo` output)")
+    p.add_argument("--paper", action="store_true",
+                   help="start from the paper's settings (lr 3e-4, k 4, β 0.98) instead of the demo's (lr 0.3, k 2, β 0.9)")
+    _add_config_options(p, lr_default=" (demo default 0.3)")
     p.set_defaults(func=cmd_demo)
 
     from_video = "frames sampled per video"
@@ -278,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vreason`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # No parser default (parents share action objects, so one default would override the other position).
+    args.debug = getattr(args, "debug", False)
     try:
         return args.func(args)
     except KeyboardInterrupt:

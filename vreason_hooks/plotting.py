@@ -100,13 +100,15 @@ def plot_traces(
         plt.Line2D([], [], color="grey", lw=1.0, ls=":"),
         plt.Line2D([], [], color="grey", marker="*", ms=11, ls="none", markeredgecolor="black"),
     ]
+    # Above the axes, so the legend never hides a curve.
     ax.legend(handles + style, names + ["raw entropy H_t", "EMA E_t", "running peak P_t", "EMA peak"],
-              loc="upper right", fontsize=8, ncol=2 if len(traces) > 1 else 1, framealpha=0.85)
+              loc="lower left", bbox_to_anchor=(0.0, 1.01), fontsize=8, ncol=3, frameon=False)
     ax.set_ylabel("entropy (nats)")
     ax.grid(alpha=0.25)
     ax.set_ylim(bottom=0)
-    if title:
-        ax.set_title(title, fontsize=10)
+    if title:  # padded above the legend rows
+        rows = -(-(len(names) + len(style)) // 3)
+        ax.set_title(title, fontsize=10, loc="left", pad=8 + 14 * rows)
     strip.set_yticks([len(traces) - 1 - r + 0.5 for r in range(len(traces))], labels, fontsize=8)
     strip.set_ylim(0, len(traces))
     strip.set_xlabel("generated token  (shaded: α = +1, explore;  |: ΔV update)")
