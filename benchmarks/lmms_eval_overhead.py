@@ -30,20 +30,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--hidden", type=int, default=64, help="hidden size of the tiny text model")
+    parser.add_argument("--layers", type=int, default=2, help="decoder layers of the tiny text model")
     args = parser.parse_args()
 
     import torch
     from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
-
-    from vreason_hooks.tiny_checkpoints import write_tiny_qwen2_5_vl
     from vreason_lmms_eval.models import VReasonQwen2_5_VL
     from vreason_lmms_eval.synthetic_task import build_requests, make_task
 
+    from vreason_hooks.tiny_checkpoints import write_tiny_qwen2_5_vl
+
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="vreason-bench-"))
-    ckpt = write_tiny_qwen2_5_vl(root / "tiny-qwen")
+    ckpt = write_tiny_qwen2_5_vl(root / "tiny-qwen", hidden=args.hidden, layers=args.layers)
     task_dir = make_task(root / "task", n=args.docs)
-    video = dict(max_pixels=12544, min_pixels=3136, max_num_frames=8)
+    video = {"max_pixels": 12544, "min_pixels": 3136, "max_num_frames": 8}
     models = {
         "upstream": Qwen2_5_VL(pretrained=str(ckpt), device="cpu", device_map="cpu", **video),
         "none": VReasonQwen2_5_VL(pretrained=str(ckpt), objective="none", prompt_model="own", trace_dir=str(root / "t-none"), **video),
@@ -69,7 +71,7 @@ def main() -> None:
     print(f"# lmms-eval overhead, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch threads {args.threads}, torch {torch.__version__}")
     print(f"# {args.docs} docs x {args.repeats} repeats, {args.new_tokens} new tokens/doc, bf16 tiny Qwen2.5-VL "
-          f"(hidden 64, 2 layers, vocab {models['upstream'].model.config.get_text_config().vocab_size}), 16 video tokens/doc")
+          f"(hidden {args.hidden}, {args.layers} layers, vocab {models['upstream'].model.config.get_text_config().vocab_size}), 16 video tokens/doc")
     print("| model | median s/doc | median ratio vs qwen2_5_vl | p25-p75 ratio |")
     print("|---|---|---|---|")
     for name in names:

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from vreason_hooks import VReasonConfig
 from vreason_lmms_eval.model_args import ModelArgsError, split_model_args
 from vreason_lmms_eval.records import summarise
 from vreason_lmms_eval.synthetic_task import extract_answer, make_task, option_letter, process_results
+
+from vreason_hooks import VReasonConfig
 
 BIN = Path(sys.executable).parent
 UPSTREAM_KEYS = {"pretrained", "max_num_frames", "max_pixels"}
@@ -67,7 +67,6 @@ def test_bad_value_fails_at_startup_before_loading(tmp_path):
 
 def test_registered_through_the_entry_point():
     from lmms_eval.models import get_model
-
     from vreason_lmms_eval import models
 
     assert get_model("vreason_qwen2_5_vl") is models.VReasonQwen2_5_VL and not models.VReasonQwen2_5_VL.is_simple
@@ -146,7 +145,7 @@ class Run:
             self.proc = subprocess.Popen(argv + ["--output_path", str(self.out / "results"), "--log_samples"],
                                          stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
 
-    def wait(self) -> "Run":
+    def wait(self) -> Run:
         self.proc.wait(timeout=900)
         return self
 
@@ -281,17 +280,17 @@ def test_objective_none_answers_equal_upstream(tmp_path):
     requests (built by lmms-eval's task code) on the same tiny checkpoint with the same answers."""
     import torch
     from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
-
-    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
     from vreason_lmms_eval.models import VReasonQwen2_5_VL
     from vreason_lmms_eval.synthetic_task import build_requests
+
+    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
 
     torch.manual_seed(0)
     ckpt = str(write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen"))
     task, requests = build_requests(make_task(tmp_path / "task", n=3))
     for request in requests:
         request.arguments[2]["max_new_tokens"] = NEW_TOKENS
-    video = dict(max_pixels=12544, min_pixels=3136, max_num_frames=8)
+    video = {"max_pixels": 12544, "min_pixels": 3136, "max_num_frames": 8}
     upstream = Qwen2_5_VL(pretrained=ckpt, device="cpu", device_map="cpu", **video)
     ours = VReasonQwen2_5_VL(pretrained=ckpt, objective="none", prompt_model="own", trace_dir=str(tmp_path / "traces"), **video)
     assert ours.model.dtype == upstream.model.dtype == torch.bfloat16  # upstream's precision, by default
@@ -300,8 +299,9 @@ def test_objective_none_answers_equal_upstream(tmp_path):
         lm.task_dict["vreason_synth"] = task.dataset
         answers[name] = [r.text for r in lm.generate_until(requests)]
     assert answers["ours"] == answers["upstream"] and all(a.strip() for a in answers["ours"])
-    traces = ours.vreason.traces
-    assert len(traces) == 3 and all(t.num_tokens == NEW_TOKENS and t.update_steps == [] for t in traces)
+    records = ours._vreason_records.items
+    assert [r.doc_id for r in records] == [0, 1, 2]
+    assert all(r.output_tokens == NEW_TOKENS and r.trace["update_steps"] == [] for r in records)
     ours.clean()
     assert ours.vreason_summary["completed"] == 3 and ours.vreason_summary["updates"] == 0
     assert len(list((tmp_path / "traces").glob("*_vreason_traces_vreason_synth.jsonl"))) == 1
@@ -312,9 +312,10 @@ def test_batched_documents_get_their_own_traces(tmp_path):
     """``--batch_size 2`` with the chat class: one upstream call per batch, each row's trace filed under its
     document. The batch is left-padded, so the shorter prompt's video span starts later by the length gap:
     that tells the rows apart."""
-    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
     from vreason_lmms_eval.models import VReasonQwen2_5_VL
     from vreason_lmms_eval.synthetic_task import build_requests, doc_to_text
+
+    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
 
     ckpt = str(write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen"))
     task, requests = build_requests(make_task(tmp_path / "task", n=3))
@@ -324,7 +325,7 @@ def test_batched_documents_get_their_own_traces(tmp_path):
                            max_pixels=12544, min_pixels=3136, max_num_frames=8)
     lm.task_dict["vreason_synth"] = task.dataset
     answers = lm.generate_until(requests)
-    assert len(answers) == 3 and len(lm.vreason.traces) == 3
+    assert len(answers) == 3 and lm.vreason.traces == []  # popped into the records
     records = {r.doc_id: r for r in lm._vreason_records.items}
     assert sorted(records) == [0, 1, 2] and all(r.trace is not None for r in records.values())
     kwargs = task.lmms_eval_specific_kwargs

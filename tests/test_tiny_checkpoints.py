@@ -8,8 +8,8 @@ import torch
 
 from vreason_hooks import attach
 from vreason_hooks.tiny_checkpoints import (
-    IMAGE_PAD,
     IM_END,
+    IMAGE_PAD,
     VIDEO_PAD,
     VISION_START,
     write_tiny_checkpoint,

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from lmms_eval.api.model import lmms
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _QwenChat
@@ -39,7 +41,7 @@ class _QwenLoader(VReasonModel):
     UPSTREAM = _QwenSimple
     UPSTREAM_NAME = "qwen2_5_vl"
     MODEL_NAME = "vreason_qwen2_5_vl"
-    EXTRA_ARGS = {"dtype": "bfloat16"}
+    EXTRA_ARGS: ClassVar[dict[str, object]] = {"dtype": "bfloat16"}
 
     def _load_upstream(self, **kwargs) -> None:
         from accelerate import Accelerator

@@ -16,7 +16,7 @@ from pathlib import Path
 from vreason_hooks.video_clips import write_clips
 
 TASK = "vreason_synth"
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _LETTER = re.compile(r"^\(?([A-D])\)?(?:[.:)\s]|$)")
 
 

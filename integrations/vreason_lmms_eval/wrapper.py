@@ -17,13 +17,14 @@ import copy
 import inspect
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from loguru import logger as eval_logger
 
 from vreason_hooks import Session, VReasonConfig, attach
 
-from .model_args import IntegrationOptions, split_model_args
 from .cli_context import report_as, run_stamp
+from .model_args import IntegrationOptions, split_model_args
 from .records import DocRecord, Records, cli_output_dir
 
 
@@ -55,7 +56,9 @@ class VReasonModel:
     MODEL_NAME: str = ""
     UPSTREAM: type
     UPSTREAM_NAME: str = ""
-    EXTRA_ARGS: dict = {}
+    ALIASES: tuple[str, ...] = ()
+    """Other ``--model`` names of this class."""
+    EXTRA_ARGS: ClassVar[dict[str, object]] = {}
     """Arguments this integration adds to the upstream ones, with their defaults."""
     DOC_BATCHING: bool = True
     """Whether the upstream wrapper batches several documents correctly (else one per call)."""
@@ -75,8 +78,6 @@ class VReasonModel:
         self._load_upstream(**upstream)
         self._vreason_records = Records(self.MODEL_NAME, config.model_dump())
         self._attach_vreason()
-
-    ALIASES: tuple[str, ...] = ()
 
     def _load_upstream(self, **kwargs) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -110,19 +111,20 @@ class VReasonModel:
         """Answers for ``group`` from the upstream wrapper; on an error, each document alone."""
         order: list[int] = []
         tracked = [self._tracked(r, order) for r in group] if len(group) > 1 else group
-        first_trace, self._generate_s = len(self.vreason.traces), 0.0
+        self.vreason.pop_traces()  # leftovers (of a failed call) belong to no document
+        self._generate_s = 0.0
         start = time.perf_counter()
         try:
             answers = super().generate_until(tracked)
             if len(answers) != len(group):
                 raise RuntimeError(f"upstream wrapper returned {len(answers)} answers for {len(group)} documents")
-        except Exception as err:  # one bad document must not end the run
+        except Exception as err:  # noqa: BLE001 - one bad document must not end the run
             if len(group) > 1:
                 return [a for request in group for a in self._run([request])]
             self._record_failure(group[0], err)
             return [""]
         elapsed = time.perf_counter() - start
-        traces = self.vreason.traces[first_trace:]
+        traces = self.vreason.pop_traces()  # popped: the session's memory stays flat over a long run
         if len(group) == 1:
             by_doc = {group[0].doc_id: traces[-1] if traces else None}
         elif len(order) == len(traces):  # batch rows follow the order the upstream code built messages
@@ -174,7 +176,7 @@ class VReasonModel:
             # of the task, which has doc_to_visual.
             doc_to_visual = args[2] if self.is_simple else args[1].__self__.doc_to_visual
             paths = [v for v in doc_to_visual(doc) or [] if isinstance(v, str)]
-        except Exception:  # the note is a courtesy; never let it hide the real error
+        except Exception:  # noqa: BLE001 - the note is a courtesy; never let it hide the real error
             return ""
         notes = [f"{p} ({'exists' if Path(p).is_file() else 'missing'})" for p in paths]
         return f" [video: {', '.join(notes)}]" if notes else ""
