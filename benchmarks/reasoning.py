@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--phase", choices=["all", "sweep", "test"], default="all",
                    help="'sweep' or 'test' alone: one process per task can share --out (appends are locked); "
                    "'test' without --lr chooses the lr from the sweep records already in --out (all tasks)")
+    p.add_argument("--only", nargs="*", default=None,
+                   help="run only these test variants (study or diagnostic ones, e.g. baseline lite_prune_only)")
     p.add_argument("--skip", nargs="*", default=[], help="test variants to leave out (e.g. lite)")
     p.add_argument("--model", default="smollm2", choices=["smollm2", "tiny"], help="'tiny': random, for tests")
     p.add_argument("--out", type=Path, default=HERE / "results" / "reasoning_smollm2.jsonl")
@@ -137,6 +139,9 @@ def main(argv=None) -> dict:
                 lr = study.choose_lr(study.summarise_phase(study.read_records(args.out), "sweep"))
                 print(f"chosen lr (held-apart problems only): {lr:g}", flush=True)
             chosen = [v for v in variants.study_variants(lr) if v.name not in args.skip]
+            if args.only is not None:
+                pool = variants.study_variants(lr) + variants.diagnostic_variants(lr)
+                chosen = [v for v in pool if v.name in args.only]
             study.run_phase(model, tokenizer, sets, test, chosen, "test", args.out, args.batch_size,
                             args.max_new_tokens)
     if args.dry_run or (args.phase != "all" and not args.report_only):

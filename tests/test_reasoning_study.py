@@ -95,6 +95,8 @@ def test_each_ablation_differs_from_switch_k4_in_its_one_setting():
             changed.pop("lr", None)
         assert changed == diff, name
     assert "switch_k4_paper_lr" not in {v.name for v in variants.study_variants(lr=3e-4)}
+    (prune_only,) = variants.diagnostic_variants(lr=1e-2)
+    assert prune_only.config.lite and not prune_only.config.updates  # Lite's pruning with ΔV frozen
 
 
 def test_sweep_names_round_trip_to_their_grid_point():

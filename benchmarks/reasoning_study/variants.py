@@ -56,6 +56,12 @@ def study_variants(lr: float, include_paper_lr: bool = True) -> list[Variant]:
     return variants
 
 
+def diagnostic_variants(lr: float) -> list[Variant]:
+    """Extra variants run on request (``--only``) to explain a result, e.g. Lite's pruning without ΔV."""
+    return [Variant("lite_prune_only", VReasonConfig(lr=lr, lite=True, objective="none"),
+                    "Lite's pruning alone: ΔV never updated")]
+
+
 def sweep_variants(grid: list[tuple[float, int]]) -> list[Variant]:
     """Baseline plus the switch at every ``(lr, k)`` point of the grid, named ``switch_k{k}_lr{lr:g}``."""
     return [baseline()] + [
