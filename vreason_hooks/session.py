@@ -349,9 +349,11 @@ class Session:
             self._warned_missing_inputs = True
 
     def _init_controller(self, state: _Generation) -> None:
-        if state.cache is None or not any(p.numel() for p in state.spans):
+        if state.cache is None:
             return
         self._check_cache(state.cache)
+        if not self.config.updates or not any(p.numel() for p in state.spans):
+            return  # nothing will ever move: no snapshot, no ΔV, no optimiser state
         values = state.cache.layers[self.adapter.cache_layer_index].values
         with torch.inference_mode(False):
             state.controller = ValueController.from_cache_values(values, state.spans, self.config)
