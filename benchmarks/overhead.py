@@ -88,8 +88,8 @@ def generate_kwargs(model) -> dict:
     """Exactly NEW_TOKENS greedy tokens: EOS is switched off in a copy of the generation config (not with
     min_new_tokens, whose vocabulary-sized masking would add the same cost to both variants)."""
     config = copy.deepcopy(model.generation_config)
-    config.eos_token_id = None
-    return dict(max_new_tokens=NEW_TOKENS, do_sample=False, generation_config=config)
+    config.eos_token_id, config.max_new_tokens, config.do_sample = None, NEW_TOKENS, False
+    return dict(generation_config=config)
 
 
 def decode_time(model, inputs, config) -> float:
@@ -177,28 +177,20 @@ def memory_workload(workload: str, repeats: int = 1) -> dict:
 
 
 def markdown(results: list[dict]) -> str:
+    """One row per workload and variant: decode ms/token, its median ratio to plain, peak memory, extra state."""
     lines = [
-        "| workload | span tokens | plain ms/token | V-Reason ms/token | time ratio (median) | "
-        "peak over start, plain (MB) | V-Reason (MB) | V-Reason extra state (MB) |",
+        "| workload | span tokens | variant | ms/token | time ratio to plain (median) | peak over start (MB) | "
+        "peak ratio | controller state (MB) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        mem = r["memory"]
-        lines.append(
-            f"| {r['workload']} | {r['span_tokens']:,} | {r['ms_per_token']['plain']:.2f} | "
-            f"{r['ms_per_token']['vreason']:.2f} | {r['time_ratio']['vreason']:.3f} | "
-            f"{mem['plain']['peak_over_start_mb']:.1f} | {mem['vreason']['peak_over_start_mb']:.1f} | "
-            f"{mem['vreason']['controller_mb']:.2f} |"
-        )
-    lite = [v for v in ("lite", "vreason_lite") if v in VARIANTS]
-    if lite:
-        lines += ["", "| workload | variant | ms/token | time ratio (median) | peak over start (MB) | extra state (MB) |",
-                  "|---|---|---|---|---|---|"]
-        for r in results:
-            for v in lite:
-                mem = r["memory"][v]
-                lines.append(f"| {r['workload']} | {v} | {r['ms_per_token'][v]:.2f} | {r['time_ratio'][v]:.3f} | "
-                             f"{mem['peak_over_start_mb']:.1f} | {mem['controller_mb']:.2f} |")
+        for variant in r["ms_per_token"]:
+            mem = r["memory"][variant]
+            lines.append(
+                f"| {r['workload']} | {r['span_tokens']:,} | {variant} | {r['ms_per_token'][variant]:.2f} | "
+                f"{r['time_ratio'][variant]:.3f} | {mem['peak_over_start_mb']:.1f} | {mem['peak_ratio']:.3f} | "
+                f"{mem['controller_mb']:.2f} |"
+            )
     return "\n".join(lines)
 
 
