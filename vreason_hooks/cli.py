@@ -164,8 +164,8 @@ def _print_answers(console, runs, config) -> None:
                       str(r.trace.peak_step))
     console.print(table)
     for r in runs:
-        console.print(f"[bold]{r.label} output:[/] {r.text}", highlight=False)
-    console.print(f"V-Reason config: {config.model_dump_json()}", highlight=False)
+        console.print(f"[bold]{r.label} output:[/] {r.text}", highlight=False, soft_wrap=True)
+    console.print(f"V-Reason config: {config.model_dump_json()}", highlight=False, soft_wrap=True)
 
 
 def cmd_plot(args) -> int:
