@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 from .runner import run_batch
 from .stats import summarise
 from .tasks import Problem, ProblemSet
-from .variants import PAPER_LR, Variant
+from .variants import PAPER_LR, Variant, diagnostic_variants
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -90,6 +90,13 @@ def summarise_phase(records: list[dict[str, Any]], phase: str) -> dict[str, dict
     """``{variant: {task or 'all': summary}}``, each paired with the baseline of the same phase."""
     mine = [r for r in records if r["phase"] == phase]
     variants = list(dict.fromkeys(r["variant"] for r in mine))
+    # A run stopped mid-batch leaves some variants with more problems than others: keep only the problems
+    # every variant of the study has, so that all rows are over the same problems. Diagnostic variants, run
+    # on a subset on request, are compared on the problems they have.
+    diagnostic = {v.name for v in diagnostic_variants(0.0)}
+    main = [v for v in variants if v not in diagnostic]
+    common = set.intersection(*({r["uid"] for r in mine if r["variant"] == v} for v in main)) if main else set()
+    mine = [r for r in mine if r["uid"] in common or r["variant"] in diagnostic]
     tasks = list(dict.fromkeys(r["task"] for r in mine))
     result: dict[str, dict[str, Any]] = {}
     for v in variants:
