@@ -190,6 +190,8 @@ def read_frames(path: str | Path, num_frames: int = DEFAULT_NUM_FRAMES, max_pixe
             continue
         size = fit_size(pixels.shape[1], pixels.shape[2], max_pixels, min_pixels)
         return Frames(_resize(pixels, size), indices, fps, total, name)
+    if all(p.endswith("not installed") for p in problems):
+        raise VideoError(f"no video reader installed ({'; '.join(problems)}): pip install decord av")
     raise VideoError(
         f"cannot read video {path} ({'; '.join(problems)}): is it a video file? Try converting it to H.264 mp4"
     )
