@@ -218,6 +218,15 @@ def cmd_adapters(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- parser
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vreason-hooks")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vreason`` (one sub-parser per command)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -228,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vreason", description="V-Reason (arXiv 2510.17045): entropy-guided value-cache control at inference.",
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"vreason-hooks {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("demo", parents=[common], help="baseline vs V-Reason on a real small model (no GPU, no network)",

@@ -109,7 +109,14 @@ def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> Vi
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype == "auto":
         dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
-    model = AutoModelForImageTextToText.from_pretrained(name, dtype=getattr(torch, dtype)).to(device).eval()
+    import importlib.util
+
+    kwargs = {"dtype": getattr(torch, dtype)}
+    # With accelerate, weights load straight onto the device (a 7B model never sits in CPU RAM first).
+    if importlib.util.find_spec("accelerate") is not None:
+        kwargs["device_map"] = device
+    model = AutoModelForImageTextToText.from_pretrained(name, **kwargs)
+    model = (model if "device_map" in kwargs else model.to(device)).eval()
     processor = AutoProcessor.from_pretrained(name)
     return VideoModel(model, processor, spec, name)
 
