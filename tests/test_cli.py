@@ -190,3 +190,18 @@ def test_cli_module_does_not_import_heavy_libraries():
     code = "import sys, vreason_hooks.cli; print(sorted(m for m in ('transformers', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_model_output_is_printed_as_text_not_markup():
+    """A model that writes "[/think]" must not crash the table (rich would read it as a closing tag)."""
+    from rich.console import Console
+
+    from vreason_hooks import cli
+    from vreason_hooks.config import VReasonConfig
+    from vreason_hooks.videoqa import Answer
+
+    text = "<think>[/think] [bold]x[/bold]</think><answer>[/answer]</answer>"
+    console = Console(record=True, width=200)
+    cli._print_answers(console, [Answer("V-Reason", text, "[/answer]", 5, 0.1, synthetic_trace(5))], VReasonConfig())
+    printed = console.export_text()
+    assert "[/think] [bold]x[/bold]" in printed and "[/answer]" in printed

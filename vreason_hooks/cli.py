@@ -111,12 +111,13 @@ def cmd_demo(args) -> int:
         out_dir=Path(args.out), limit=args.limit, config=config, max_new_tokens=args.max_new_tokens,
         threads=args.threads, plots=not args.no_plots, library_output=args.debug,
     )
-    return 0 if report else EXIT_ERROR
+    return 0 if report["questions"] else EXIT_ERROR
 
 
 def cmd_run(args) -> int:
     _quiet_libraries(args.debug)
     from rich.console import Console
+    from rich.markup import escape
 
     from . import videoqa
     from .trace import save_traces
@@ -130,7 +131,7 @@ def cmd_run(args) -> int:
     with console.status(f"loading {args.model} …"):
         vm = videoqa.load_video_model(args.model, device=args.device, dtype=args.dtype)
     console.print(
-        f"model [bold]{args.model}[/] (adapter [bold]{vm.spec.name}[/]); video {args.video}: "
+        f"model [bold]{escape(args.model)}[/] (adapter [bold]{vm.spec.name}[/]); video {escape(args.video)}: "
         f"{len(frames.indices)} of {frames.total_frames} frames at {frames.pixels.shape[2]}x{frames.pixels.shape[1]} "
         f"({frames.backend})"
     )
@@ -154,22 +155,24 @@ def cmd_run(args) -> int:
 
 
 def _print_answers(console, runs, config) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
+    # Model output is text, never markup: "[/think]" must not be read as a rich closing tag.
     table = Table(show_lines=True)
     for column in ("", "answer", "output tokens", "time (s)", "ΔV updates", "EMA peak at"):
         table.add_column(column, overflow="fold")
     for r in runs:
-        table.add_row(r.label, r.answer, str(r.num_tokens), f"{r.seconds:.1f}", str(len(r.trace.update_steps)),
+        table.add_row(r.label, escape(r.answer), str(r.num_tokens), f"{r.seconds:.1f}", str(len(r.trace.update_steps)),
                       str(r.trace.peak_step))
     console.print(table)
     for r in runs:
-        console.print(f"[bold]{r.label} output:[/] {r.text}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{r.label} output:[/] {escape(r.text)}", highlight=False, soft_wrap=True)
     console.print(f"V-Reason config: {config.model_dump_json()}", highlight=False, soft_wrap=True)
 
 
 def cmd_plot(args) -> int:
-    from .plotting import plot_traces
+    from .plotting import plot_traces, trace_label
     from .trace import load_traces
 
     traces, labels = [], []
@@ -184,8 +187,6 @@ def cmd_plot(args) -> int:
         if not loaded or not any(t.num_tokens for t in loaded):
             raise CliError(f"{name} holds no generated tokens: nothing to plot")
         for i, t in enumerate(loaded):
-            from .plotting import trace_label
-
             label = trace_label(t, i)
             labels.append(f"{path.stem}: {label}" if len(args.traces) > 1 else label)
             traces.append(t)

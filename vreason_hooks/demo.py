@@ -260,9 +260,11 @@ def _report(results: list[Result], config: VReasonConfig, max_new_tokens: int, l
 def _print_summary(console, results: list[Result], report: dict, out_dir: Path) -> None:
     from rich.table import Table
 
+    from rich.markup import escape
+
     def cell(run: Run) -> str:
         mark = "[green]✓[/]" if run.correct else "[red]✗[/]"
-        return f"{mark} {run.answer if run.answer is not None else '—'}"
+        return f"{mark} {escape(run.answer) if run.answer is not None else '—'}"
 
     table = Table(title="baseline vs V-Reason (same model, same prompt, greedy)", title_justify="left")
     table.add_column("question")
@@ -277,7 +279,7 @@ def _print_summary(console, results: list[Result], report: dict, out_dir: Path) 
     for r in results:
         v = r.verdict
         table.add_row(
-            r.question.id, r.question.answer,
+            escape(r.question.id), escape(r.question.answer),
             cell(r.baseline), str(r.baseline.num_tokens), f"{r.baseline.seconds:.1f}s",
             cell(r.vreason), str(r.vreason.num_tokens), f"{r.vreason.seconds:.1f}s",
             str(r.vreason.updates), f"[{colours.get(v.split(',')[0], 'default')}]{v}[/]",
