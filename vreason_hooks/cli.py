@@ -41,6 +41,9 @@ def _quiet_libraries(debug: bool = False) -> None:
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()  # its retry warnings would bury the one-line error when offline
     except ImportError:
         pass
 
@@ -200,7 +203,7 @@ def cmd_adapters(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .adapters import available
+    from .adapters import available, builtin_spec_paths
 
     specs = available()
     if args.json:
@@ -208,12 +211,14 @@ def cmd_adapters(args) -> int:
 
         print(json.dumps([s.model_dump() for s in specs], indent=1))
         return 0
-    table = Table(title=f"{len(specs)} adapters")
-    for column in ("name", "matches model_type / architectures", "span", "spec file", "description"):
+    builtin = {str(p) for p in builtin_spec_paths()}
+    table = Table(title=f"{len(specs)} adapters", title_justify="left")
+    for column in ("name", "matches (model_type, architectures)", "controlled span", "from"):
         table.add_column(column, overflow="fold")
     for s in specs:
-        span = s.span.kind if s.span.kind == "prompt" else f"token: config.{s.span.token_id_field}"
-        table.add_row(s.name, ", ".join(s.model_types + s.architectures), span, s.source, s.description)
+        span = "the prompt" if s.span.kind == "prompt" else f"tokens = config.{s.span.token_id_field}"
+        source = f"built-in specs/{Path(s.source).name}" if s.source in builtin else s.source
+        table.add_row(s.name, ", ".join(s.model_types + s.architectures), span, source)
     Console().print(table)
     return 0
 
