@@ -275,29 +275,34 @@ def test_data_parallel_matches_single_process(cli):
 
 
 @pytest.mark.slow
-def test_objective_none_answers_equal_upstream(tmp_path):
+@pytest.mark.parametrize("kind", ["chat", "simple"])
+def test_objective_none_answers_equal_upstream(tmp_path, kind):
     """In one process: lmms-eval's own ``qwen2_5_vl`` and ``vreason_qwen2_5_vl objective=none`` answer the same
-    requests (built by lmms-eval's task code) on the same tiny checkpoint with the same answers."""
+    requests (built by lmms-eval's task code) on the same tiny checkpoint with the same answers. ``simple`` is
+    the ``--force_simple`` path the paper's commands use, with upstream's ``reasoning_prompt``."""
     import torch
-    from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
-    from vreason_lmms_eval.models import VReasonQwen2_5_VL
-    from vreason_lmms_eval.synthetic_task import build_requests
+    from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as UpstreamChat
+    from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as UpstreamSimple
 
     from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
+    from vreason_lmms_eval.models import VReasonQwen2_5_VL, VReasonQwen2_5_VLSimple
+    from vreason_lmms_eval.synthetic_task import build_requests
 
-    torch.manual_seed(0)
     ckpt = str(write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen"))
-    task, requests = build_requests(make_task(tmp_path / "task", n=3))
+    task, requests = build_requests(make_task(tmp_path / "task", n=3), task_type=kind)
     for request in requests:
-        request.arguments[2]["max_new_tokens"] = NEW_TOKENS
+        request.arguments[2 if kind == "chat" else 1]["max_new_tokens"] = NEW_TOKENS
     video = {"max_pixels": 12544, "min_pixels": 3136, "max_num_frames": 8}
-    upstream = Qwen2_5_VL(pretrained=ckpt, device="cpu", device_map="cpu", **video)
-    ours = VReasonQwen2_5_VL(pretrained=ckpt, objective="none", prompt_model="own", trace_dir=str(tmp_path / "traces"), **video)
+    if kind == "simple":
+        video["reasoning_prompt"] = "\\nThink inside <think> </think> then answer inside <answer> </answer>."
+    upstream_cls, ours_cls = (UpstreamChat, VReasonQwen2_5_VL) if kind == "chat" else (UpstreamSimple, VReasonQwen2_5_VLSimple)
+    upstream = upstream_cls(pretrained=ckpt, device="cpu", device_map="cpu", **video)
+    ours = ours_cls(pretrained=ckpt, objective="none", prompt_model="own", trace_dir=str(tmp_path / "traces"), **video)
     assert ours.model.dtype == upstream.model.dtype == torch.bfloat16  # upstream's precision, by default
     answers = {}
     for name, lm in (("upstream", upstream), ("ours", ours)):
         lm.task_dict["vreason_synth"] = task.dataset
-        answers[name] = [r.text for r in lm.generate_until(requests)]
+        answers[name] = [getattr(r, "text", r) for r in lm.generate_until(requests)]
     assert answers["ours"] == answers["upstream"] and all(a.strip() for a in answers["ours"])
     records = ours._vreason_records.items
     assert [r.doc_id for r in records] == [0, 1, 2]
