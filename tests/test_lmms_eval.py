@@ -283,10 +283,10 @@ def test_objective_none_answers_equal_upstream(tmp_path, kind):
     import torch
     from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as UpstreamChat
     from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as UpstreamSimple
-
-    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
     from vreason_lmms_eval.models import VReasonQwen2_5_VL, VReasonQwen2_5_VLSimple
     from vreason_lmms_eval.synthetic_task import build_requests
+
+    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
 
     ckpt = str(write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen"))
     task, requests = build_requests(make_task(tmp_path / "task", n=3), task_type=kind)
