@@ -183,6 +183,8 @@ def test_usage_errors_exit_2():
     result = vreason("run", "--video", "x.mp4")
     assert result.returncode == 2 and "--model" in result.stderr
     assert vreason("frobnicate").returncode == 2
+    zero = vreason("demo", "--limit", "0")
+    assert zero.returncode == 2 and "--limit: must be at least 1" in zero.stderr
 
 
 def test_cli_module_does_not_import_heavy_libraries():

@@ -87,6 +87,16 @@ def _validation_message(err) -> str:
     return f"field {key!r}: {first['msg']}"
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_config_options(parser: argparse.ArgumentParser, lr_default: str = "") -> None:
     group = parser.add_argument_group("V-Reason settings (override --config)")
     group.add_argument("--config", metavar="FILE", help="VReasonConfig fields as a .toml or .json file")
@@ -250,10 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="SmolLM2-135M-Instruct on bundled reasoning questions with known answers: "
                                    "baseline and V-Reason side by side, entropy plots and a JSON report.")
     p.add_argument("--out", default="vreason-demo", metavar="DIR", help="output folder (default: ./vreason-demo)")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
-    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N questions")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=None, metavar="N",
                    help="token budget per answer (default: the demo's, 160)")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="torch CPU threads (default: all cores)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--paper", action="store_true",
                    help="start from the paper's settings (lr 3e-4, k 4, β 0.98) instead of the demo's (lr 0.3, k 2, β 0.9)")
@@ -269,10 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="also run the baseline (no ΔV updates) and show both")
     p.add_argument("--trace-out", metavar="FILE", help="write the entropy traces as JSON (for `vreason plot`)")
     p.add_argument("--plot", metavar="FILE", help="write the entropy plot (PNG/SVG/PDF)")
-    p.add_argument("--frames", type=int, default=16, metavar="N", help=f"{from_video} (default 16; paper: 16-32)")
-    p.add_argument("--max-pixels", type=int, default=256 * 28 * 28, metavar="N",
+    p.add_argument("--frames", type=_positive_int, default=16, metavar="N", help=f"{from_video} (default 16; paper: 16-32)")
+    p.add_argument("--max-pixels", type=_positive_int, default=256 * 28 * 28, metavar="N",
                    help="pixel budget per frame (default 200704 = 256x28x28, the paper's)")
-    p.add_argument("--max-new-tokens", type=int, default=1024, metavar="N", help="default 1024 (the paper's)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=1024, metavar="N", help="default 1024 (the paper's)")
     p.add_argument("--prompt-style", choices=["think", "plain"], default="think",
                    help="think: ask for <think>/<answer> tags, the paper's format (default); plain: the question alone")
     p.add_argument("--video-backend", choices=["auto", "decord", "pyav"], default="auto",
