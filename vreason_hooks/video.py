@@ -51,13 +51,6 @@ class Frames:
     total_frames: int
     backend: str
 
-    @property
-    def sample_fps(self) -> float:
-        """Frames per second of the sampled sequence (what Qwen2.5-VL's temporal positions expect)."""
-        if self.fps <= 0 or len(self.indices) < 2:
-            return self.fps or 1.0
-        return self.fps * (len(self.indices) - 1) / max(self.indices[-1] - self.indices[0], 1)
-
 
 def sample_indices(total: int, num_frames: int) -> list[int]:
     """``num_frames`` evenly spaced frame numbers from ``0`` to ``total - 1`` (all frames when fewer)."""
