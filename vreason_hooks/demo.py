@@ -36,7 +36,9 @@ DEMO_CONFIG = VReasonConfig(lr=0.3, step_interval=2, ema_beta=0.9)
 """The demo's default controller settings (see the module docstring for why they are not the paper's)."""
 DEMO_MAX_NEW_TOKENS = 160
 INSTRUCTION = "Think step by step, then give the final answer on the last line as 'Answer: <number>'."
-"""Appended to every question (the same instruction as the reasoning study in ``benchmarks/``)."""
+"""Appended to every question. (The reasoning study in ``benchmarks/`` sends the bare question instead: on its
+harder two-digit problems this instruction made SmolLM2 ramble to the token budget. On the demo's one-digit
+questions the answers stay short, 11-54 tokens, and the instruction keeps them ending on a number.)"""
 
 _NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?"
 _RULES = (
@@ -63,7 +65,7 @@ def load_questions(path: str | Path | None = None) -> list[Question]:
 
 
 def final_number(text: str) -> str | None:
-    """The model's numeric answer in ``text``, or ``None`` (our scoring rule, shared with the reasoning study).
+    """The model's numeric answer in ``text``, or ``None`` (the reasoning study's extraction rule).
 
     In order: the number after the last ``Answer:``; else the number after the last ``=`` (SmolLM2 often
     writes ``a + b = c`` and then rambles on, so the last number is more often noise); else the last number.
