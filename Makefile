@@ -25,7 +25,7 @@ test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadfile -q
 
 docs: setup
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/overhead.py
