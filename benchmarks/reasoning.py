@@ -82,7 +82,19 @@ def machine() -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
+        "git_commit": _git_commit(),
     }
+
+
+def _git_commit() -> str | None:
+    """HEAD of the checkout (the core changes under a long run in a shared tree: record what it started on)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def run_lmms_eval(args, meta_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .study import choose_lr, read_records, summarise_phase
+from .study import choose_lr, common_records, read_records, summarise_phase
 
 BEGIN, END = "<!-- BEGIN GENERATED: benchmarks/reasoning.py --report-only -->", "<!-- END GENERATED -->"
 
@@ -80,7 +80,7 @@ def variant_table(by_variant: dict[str, dict[str, Any]], task: str) -> str:
     """One markdown table: every variant on ``task`` (or ``'all'``), paired against the baseline."""
     head = ("| variant | n | accuracy % [95% CI] (right/n) | Δ vs baseline, points [95% CI] | gained / lost | "
             "McNemar p | changed outputs | mean tokens | at budget | s / problem | time × base | "
-            "EMA peak step | EMA peak (nats) | final entropy | updates | errors |")
+            "EMA peak step | EMA peaks at last token | EMA peak (nats) | final entropy | updates | errors |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for name, by_task in by_variant.items():
         s = by_task.get(task)
@@ -93,7 +93,8 @@ def variant_table(by_variant: dict[str, dict[str, Any]], task: str) -> str:
             f"| {name} | {s['n']} | {_acc(s)} | {diff} | {gl} | {p} | {changed} | {_f(s['mean_tokens'])} | "
             f"{_f(100 * s['hit_budget'], '.0f') + '%' if s['hit_budget'] is not None else '–'} | "
             f"{_f(s['seconds_per_problem'], '.2f')} | {_f(s.get('time_ratio'), '.2f')} | "
-            f"{_f(s['ema_peak_step'])} | {_f(s['ema_peak'], '.3f')} | {_f(s['final_entropy'], '.3f')} | "
+            f"{_f(s['ema_peak_step'])} | {_f(100 * s['ema_peak_at_end'], '.0f') + '%' if s.get('ema_peak_at_end') is not None else '–'} | "
+            f"{_f(s['ema_peak'], '.3f')} | {_f(s['final_entropy'], '.3f')} | "
             f"{_f(s['updates'])} | {err} |"
         )
     return "\n".join(lines)
@@ -157,7 +158,8 @@ def render(summary: dict[str, Any], records: list[dict[str, Any]], figures: dict
     for run in runs:
         m = run["machine"]
         parts.append(f"- `{run['command']}` on {m['date']}: {m['platform']}, {m['cpus']} CPUs, "
-                     f"torch {m['torch']} ({m['torch_threads']} thread(s)), transformers {m['transformers']}")
+                     f"torch {m['torch']} ({m['torch_threads']} thread(s)), transformers {m['transformers']}"
+                     + (f", commit `{m['git_commit'][:10]}`" if m.get("git_commit") else ""))
     if runs:
         a = runs[-1]["args"]
         all_tasks = {k: v for run in runs for k, v in run["tasks"].items()}
@@ -201,7 +203,8 @@ def write(out: Path, summary_path: Path, meta_path: Path, docs: Path) -> dict[st
     summary_path.write_text(json.dumps(summary, indent=1))
     from . import figures as fig
 
-    figures = fig.draw_all(summary, records, docs.parent / "figures", relative_to=docs.parent)
+    shown = common_records(records, "test") + [r for r in records if r["phase"] != "test"]
+    figures = fig.draw_all(summary, shown, docs.parent / "figures", relative_to=docs.parent)
     docs.parent.mkdir(parents=True, exist_ok=True)
-    docs.write_text(splice(docs.read_text() if docs.exists() else None, render(summary, records, figures)))
+    docs.write_text(splice(docs.read_text() if docs.exists() else None, render(summary, shown, figures)))
     return summary

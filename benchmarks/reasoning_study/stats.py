@@ -87,6 +87,9 @@ def summarise(records: list[dict[str, Any]], baseline: list[dict[str, Any]] | No
         "seconds_per_problem": _mean(r["seconds"] for r in ok),
         "ema_peak_step": _mean(r["ema_peak_step"] for r in ok),
         "ema_peak": _mean(r["ema_peak"] for r in ok),
+        # With β = 0.98 from zero the EMA needs ~50 tokens to settle: on short replies it is often still
+        # rising at the last token, i.e. the switch never passed its peak and never exploited.
+        "ema_peak_at_end": _mean(float(r["ema_peak_step"] == r["num_tokens"] - 1) for r in ok),
         "final_entropy": _mean(r["final_entropy"] for r in ok),
         "mean_entropy": _mean(_mean(r["entropy"]) for r in ok),
         "updates": _mean(r["updates"] for r in ok),

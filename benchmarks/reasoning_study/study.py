@@ -88,15 +88,8 @@ def run_phase(model, tokenizer, sets: dict[str, ProblemSet], problems: dict[str,
 
 def summarise_phase(records: list[dict[str, Any]], phase: str) -> dict[str, dict[str, Any]]:
     """``{variant: {task or 'all': summary}}``, each paired with the baseline of the same phase."""
-    mine = [r for r in records if r["phase"] == phase]
+    mine = common_records(records, phase)
     variants = list(dict.fromkeys(r["variant"] for r in mine))
-    # A run stopped mid-batch leaves some variants with more problems than others: keep only the problems
-    # every variant of the study has, so that all rows are over the same problems. Diagnostic variants, run
-    # on a subset on request, are compared on the problems they have.
-    diagnostic = {v.name for v in diagnostic_variants(0.0)}
-    main = [v for v in variants if v not in diagnostic]
-    common = set.intersection(*({r["uid"] for r in mine if r["variant"] == v} for v in main)) if main else set()
-    mine = [r for r in mine if r["uid"] in common or r["variant"] in diagnostic]
     tasks = list(dict.fromkeys(r["task"] for r in mine))
     result: dict[str, dict[str, Any]] = {}
     for v in variants:
@@ -107,6 +100,19 @@ def summarise_phase(records: list[dict[str, Any]], phase: str) -> dict[str, dict
             base = [r for r in mine if r["variant"] == "baseline" and select(r)]
             result[v][task] = summarise(rows, None if v == "baseline" else base)
     return result
+
+
+def common_records(records: list[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
+    """The records of ``phase`` on the problems every (non-diagnostic) variant has."""
+    mine = [r for r in records if r["phase"] == phase]
+    variants = list(dict.fromkeys(r["variant"] for r in mine))
+    # A run stopped mid-batch leaves some variants with more problems than others: keep only the problems
+    # every variant of the study has, so that all rows are over the same problems. Diagnostic variants, run
+    # on a subset on request, are compared on the problems they have.
+    diagnostic = {v.name for v in diagnostic_variants(0.0)}
+    main = [v for v in variants if v not in diagnostic]
+    common = set.intersection(*({r["uid"] for r in mine if r["variant"] == v} for v in main)) if main else set()
+    return [r for r in mine if r["uid"] in common or r["variant"] in diagnostic]
 
 
 def choose_lr(sweep: dict[str, dict[str, Any]], k: int = 4) -> float:
