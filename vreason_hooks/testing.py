@@ -56,11 +56,8 @@ def tiny_qwen2_5_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers:
         pad_token_id=ids.get("pad_token_id", PAD),
         tie_word_embeddings=False,
     )
-    config._attn_implementation = attn
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).to(dtype).eval()
-    _set_generation_defaults(model, ids.get("eos_token_id", EOS), ids.get("pad_token_id", PAD))
-    return model
+    return _instantiate(Qwen2_5_VLForConditionalGeneration, config, attn, seed, dtype,
+                        ids.get("eos_token_id", EOS), ids.get("pad_token_id", PAD))
 
 
 def tiny_qwen2_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
@@ -81,11 +78,7 @@ def tiny_qwen2_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: i
         image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN, vision_start_token_id=VISION_START,
         vision_end_token_id=VISION_END, eos_token_id=EOS, pad_token_id=PAD, tie_word_embeddings=False,
     )
-    config._attn_implementation = attn
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).to(dtype).eval()
-    _set_generation_defaults(model, EOS, PAD)
-    return model
+    return _instantiate(Qwen2VLForConditionalGeneration, config, attn, seed, dtype)
 
 
 def tiny_llava_onevision(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
@@ -106,13 +99,8 @@ def tiny_llava_onevision(attn: str = "sdpa", seed: int = 0, hidden: int = 64, la
         image_grid_pinpoints=[[28, 28]],
         tie_word_embeddings=False,
     )
-    config._attn_implementation = attn
-    config.text_config._attn_implementation = attn
-    config.vision_config._attn_implementation = attn
-    torch.manual_seed(seed)
-    model = LlavaOnevisionForConditionalGeneration(config).to(dtype).eval()
-    _set_generation_defaults(model, ids.get("eos_token_id", EOS), ids.get("pad_token_id", PAD))
-    return model
+    return _instantiate(LlavaOnevisionForConditionalGeneration, config, attn, seed, dtype,
+                        ids.get("eos_token_id", EOS), ids.get("pad_token_id", PAD))
 
 
 def tiny_llama(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
@@ -121,11 +109,7 @@ def tiny_llama(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(**_common_text(hidden, layers, 4, 2, vocab), tie_word_embeddings=False)
-    config._attn_implementation = attn
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).to(dtype).eval()
-    _set_generation_defaults(model, EOS, PAD)
-    return model
+    return _instantiate(LlamaForCausalLM, config, attn, seed, dtype)
 
 
 def tiny_qwen2(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
@@ -134,10 +118,17 @@ def tiny_qwen2(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int 
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(**_common_text(hidden, layers, 4, 2, vocab), tie_word_embeddings=False)
-    config._attn_implementation = attn
+    return _instantiate(Qwen2ForCausalLM, config, attn, seed, dtype)
+
+
+def _instantiate(model_cls, config, attn: str, seed: int, dtype, eos: int = EOS, pad: int = PAD):
+    """Seeded random weights for ``config`` with attention ``attn`` in every sub-model, in eval mode."""
+    for sub in (config, getattr(config, "text_config", None), getattr(config, "vision_config", None)):
+        if sub is not None:
+            sub._attn_implementation = attn
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config).to(dtype).eval()
-    _set_generation_defaults(model, EOS, PAD)
+    model = model_cls(config).to(dtype).eval()
+    _set_generation_defaults(model, eos, pad)
     return model
 
 
