@@ -42,11 +42,12 @@ def test_zero_value_vector_stays_finite():
 
 @given(st.lists(st.floats(0, 12, allow_nan=False), min_size=1, max_size=60), st.sampled_from(["zero", "first"]))
 def test_switch_follows_ema_peak_rule(entropies, init):
-    switch = EntropySwitch(beta=0.9, ema_init=init)
+    beta = 0.9
+    switch = EntropySwitch(beta=beta, ema_init=init)
     ema, peak = 0.0, -math.inf
     for t, h in enumerate(entropies):
         alpha = switch.observe(h)
-        ema = h if (t == 0 and init == "first") else 0.9 * ema + 0.1 * h
+        ema = h if (t == 0 and init == "first") else beta * ema + (1 - beta) * h  # (1 - β), not 0.1: rounding
         peak = max(peak, ema)
         assert switch.ema == pytest.approx(ema) and switch.peak == pytest.approx(peak)
         assert alpha == (1 if ema >= peak else -1)
