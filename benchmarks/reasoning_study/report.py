@@ -152,6 +152,22 @@ def headline(test: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+IDENTITY_PAIRS = [("switch_k4_paper_lr", "baseline"), ("switch_k4", "max_only"), ("switch_k4", "min_only"),
+                  ("switch_ema_first", "min_only"), ("lite", "lite_prune_only")]
+
+
+def identical_replies(records: list[dict[str, Any]]) -> str:
+    """How often two variants wrote exactly the same reply (test part): which settings are the same run."""
+    test = {(r["variant"], r["uid"]): r["reply"] for r in records if r["phase"] == "test" and "reply" in r}
+    lines = ["| variant | other | identical replies |", "|---|---|---|"]
+    for a, b in IDENTITY_PAIRS:
+        shared = [u for (v, u) in test if v == a and (b, u) in test]
+        if shared:
+            same = sum(test[(a, u)] == test[(b, u)] for u in shared)
+            lines.append(f"| {a} | {b} | {same} / {len(shared)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def render(summary: dict[str, Any], records: list[dict[str, Any]], figures: dict[str, str]) -> str:
     runs = summary["meta"].get("runs", [])
     parts = ["## Run", ""]
@@ -182,7 +198,8 @@ def render(summary: dict[str, Any], records: list[dict[str, Any]], figures: dict
         for name in ("entropy", "tokens"):
             if name in figures:
                 parts += [f"![{name}]({figures[name]})", ""]
-        parts += ["### Where V-Reason loses problems", "", losses(records, "switch_k4")]
+        parts += ["### Which variants are the same run", "", identical_replies(records), "",
+                  "### Where V-Reason loses problems", "", losses(records, "switch_k4"), "", losses(records, "lite")]
     return "\n".join(parts).rstrip() + "\n"
 
 
