@@ -160,6 +160,17 @@ def test_summarise_pairs_on_uids_and_keeps_errors_out():
     assert s["n"] == 3 and s["errors"] == 1 and s["error_message"] == "boom"
     assert s["accuracy"]["correct"] == 2 and (s["paired"]["gained"], s["paired"]["lost"]) == (1, 1)
     assert s["changed_outputs"] == pytest.approx(2 / 3)
+    assert s["ema_peak_at_end"] == 0.0  # peak at token 3 of 10
+    assert stats.summarise([rec(0, "v", True) | {"ema_peak_step": 9}], None)["ema_peak_at_end"] == 1.0
+
+
+def test_identical_replies_table_counts_byte_identical_replies():
+    recs = [{"phase": "test", "variant": v, "uid": u, "reply": reply}
+            for v, u, reply in [("switch_ema_first", 0, "a"), ("min_only", 0, "a"), ("switch_ema_first", 1, "b"),
+                                ("min_only", 1, "c"), ("switch_k4", 0, "a")]]
+    table = report.identical_replies(recs)
+    assert "| switch_ema_first | min_only | 1 / 2 |" in table and "| switch_k4 | min_only | 1 / 1 |" in table
+    assert "max_only" not in table
 
 
 # ------------------------------------------------------------------ generation on a tiny model
