@@ -101,6 +101,20 @@ def test_plot_writes_a_png_that_follows_the_trace(tmp_path):
     assert len(images["pair.png"]) != len(images["short.png"])
 
 
+def test_plot_picks_documents_of_an_lmms_eval_trace_file(tmp_path):
+    """lmms-eval writes one ``{"doc_id", "trace"}`` line per document (``trace`` null when it failed)."""
+    lines = [{"doc_id": d, "trace": None if d == 2 else synthetic_trace(10 + d).to_dict()} for d in range(15)]
+    jsonl = tmp_path / "run_vreason_traces_task.jsonl"
+    jsonl.write_text("\n".join(json.dumps(line) for line in lines))
+    assert_one_line_error(vreason("plot", jsonl), "14 traces", "--index")  # too many to overlay
+    assert_one_line_error(vreason("plot", jsonl, "--index", 2), "no generated tokens")
+    assert_one_line_error(vreason("plot", jsonl, "--index", 15), "out of range")
+    one = vreason("plot", jsonl, "--index", 0, "-o", tmp_path / "one.png")
+    two = vreason("plot", jsonl, "--index", 0, 14, "-o", tmp_path / "two.png")
+    assert one.returncode == two.returncode == 0, one.stderr + two.stderr
+    assert (tmp_path / "one.png").read_bytes() != (tmp_path / "two.png").read_bytes()
+
+
 def test_plot_bad_inputs(tmp_path):
     assert_one_line_error(vreason("plot", tmp_path / "nope.json"), "does not exist")
     garbage = tmp_path / "garbage.json"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+MAX_OVERLAY = 12
+"""Most traces ``vreason plot`` overlays in one figure."""
 
 
 class CliError(Exception):
@@ -197,12 +199,22 @@ def cmd_plot(args) -> int:
             loaded = load_traces(path)
         except (ValueError, TypeError, KeyError) as err:
             raise CliError(f"{name} is not a trace file ({_one_line(err)}): pass JSON written by save_traces") from None
-        if not loaded or not any(t.num_tokens for t in loaded):
+        picked = list(enumerate(loaded))
+        if args.index:
+            missing = [i for i in args.index if i >= len(loaded)]
+            if missing:
+                raise CliError(f"{name} holds {len(loaded)} traces: --index {missing[0]} is out of range")
+            picked = [(i, loaded[i]) for i in args.index]
+        picked = [(i, t) for i, t in picked if t.num_tokens]  # a failed lmms-eval document has an empty trace
+        if not picked:
             raise CliError(f"{name} holds no generated tokens: nothing to plot")
-        for i, t in enumerate(loaded):
+        for i, t in picked:
             label = trace_label(t, i)
             labels.append(f"{path.stem}: {label}" if len(args.traces) > 1 else label)
             traces.append(t)
+    if len(traces) > MAX_OVERLAY:
+        raise CliError(f"{len(traces)} traces would overlay unreadably: choose up to {MAX_OVERLAY} with --index "
+                       "(positions in each file, from 0)")
     out = Path(args.output) if args.output else Path(args.traces[0]).with_suffix(".png")
     written = plot_traces(traces, out, labels=labels, title=args.title)
     print(written)
@@ -298,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(α = +1) shaded and ΔV updates marked; several files overlay.")
     p.add_argument("traces", nargs="+", metavar="TRACE.json")
     p.add_argument("-o", "--output", metavar="OUT.png", help="output image (default: the first trace's name, .png)")
+    p.add_argument("--index", type=int, nargs="+", metavar="I",
+                   help="only the traces at these positions (from 0) of each file, e.g. documents of an lmms-eval run")
     p.add_argument("--title")
     p.set_defaults(func=cmd_plot)
 
