@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test docs bench clean
+.PHONY: setup demo test docs bench study clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,13 @@ test: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-bench: setup
+bench: setup  # performance scripts (minutes each); the reasoning study is `make study` (about an hour)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/overhead.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/lite_memory.py
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) benchmarks/lmms_eval_overhead.py
+
+study: setup
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/reasoning.py
 
 clean:
 	rm -rf $(VENV) site .pytest_cache
