@@ -46,6 +46,9 @@ VARIANTS = {
     "lite": vreason.VReasonConfig(lite=True, prune_ratio=RATIO, objective="none"),
     "vreason_lite": vreason.VReasonConfig(lite=True, prune_ratio=RATIO),
 }
+# Hooks and traces on, nothing pruned, nothing updated: isolates what pruning itself saves from what the
+# session costs (an entropy over the vocabulary per token). Not in the default table: --extra hooks_only.
+EXTRA = {"hooks_only": vreason.VReasonConfig(objective="none")}
 WORKLOADS = ("vl1000", "vl4000", "smollm2")
 
 
@@ -158,7 +161,7 @@ def memory_child(workload: str, variant: str) -> None:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
 
-    _run(model, inputs, VARIANTS[variant], _Clock(after_prefill))
+    _run(model, inputs, {**VARIANTS, **EXTRA}[variant], _Clock(after_prefill))
     print(json.dumps({
         "peak_mb": max(marks["prefill_peak"], _status_mb("VmHWM")) - start,
         "decode_peak_mb": _status_mb("VmHWM") - start,

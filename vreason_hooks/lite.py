@@ -240,6 +240,7 @@ def _layout(dropped: list[torch.Tensor], length: int, width: int, device) -> tor
 def _gather_slots(tensor: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """A new ``(batch, heads, L', head_dim)`` tensor with the slots of ``source`` (filler = 0)."""
     batch, heads, _, dim = tensor.shape
+    source = source.to(tensor.device)  # layers may sit on different devices (device_map)
     index = source.clamp_min(0).view(batch, 1, -1, 1).expand(batch, heads, -1, dim)
     out = torch.gather(tensor, 2, index)
     return out.masked_fill_((source < 0).view(batch, 1, -1, 1), 0)
