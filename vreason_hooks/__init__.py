@@ -4,33 +4,52 @@
     with vreason.attach(model, vreason.VReasonConfig(lr=3e-4)) as session:
         out = model.generate(**inputs)
     session.traces  # entropy, EMA, α and updates of every generated sequence
+
+Exports are resolved lazily (PEP 562): importing the package, the config or the traces does not import
+torch; ``attach`` and ``Session`` do.
 """
 
-from . import adapters
-from .config import VReasonConfig
-from .errors import (
-    AlreadyAttachedError,
-    NoAdapterError,
-    SpecError,
-    UnsupportedSettingError,
-    VReasonError,
-)
-from .session import Session, attach
-from .trace import Trace, load_traces, save_traces
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AlreadyAttachedError",
-    "NoAdapterError",
-    "Session",
-    "SpecError",
-    "Trace",
-    "UnsupportedSettingError",
-    "VReasonConfig",
-    "VReasonError",
-    "adapters",
-    "attach",
-    "load_traces",
-    "save_traces",
-]
+_EXPORTS = {
+    "VReasonConfig": ".config",
+    "Trace": ".trace",
+    "load_traces": ".trace",
+    "save_traces": ".trace",
+    "Session": ".session",
+    "attach": ".session",
+    "VReasonError": ".errors",
+    "UnsupportedSettingError": ".errors",
+    "NoAdapterError": ".errors",
+    "SpecError": ".errors",
+    "AlreadyAttachedError": ".errors",
+    "adapters": ".adapters",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name], __name__)
+    value = module if name == "adapters" else getattr(module, name)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real objects
+    from . import adapters
+    from .config import VReasonConfig
+    from .errors import AlreadyAttachedError, NoAdapterError, SpecError, UnsupportedSettingError, VReasonError
+    from .session import Session, attach
+    from .trace import Trace, load_traces, save_traces

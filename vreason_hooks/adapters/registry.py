@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from importlib.resources import files
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import NoAdapterError, SpecError
 from .spec import AdapterSpec, load_spec
+
+if TYPE_CHECKING:  # listing specs must not import torch (the CLI's `vreason adapters` stays fast)
+    from torch import nn
 
 ENTRY_POINT_GROUP = "vreason_hooks.adapters"
 """Third-party packages add specs here: the entry point loads to a spec path, a list of paths, an
@@ -112,6 +114,8 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
                 f"adapter spec {spec.source or spec.name}: key 'modules.{key}': {type(hf_model).__name__} has no "
                 f"submodule {path!r}"
             ) from None
+
+    from torch import nn
 
     layers = module("decoder_layers")
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from ..errors import SpecError
+
+if TYPE_CHECKING:  # torch only where spans are computed: listing and validating specs stays light
+    import torch
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
@@ -98,6 +100,8 @@ class AdapterSpec(BaseModel):
         Returns:
             one ``LongTensor`` of sorted positions per sequence (possibly empty), on ``input_ids.device``.
         """
+        import torch
+
         if self.span.kind == "token":
             marked = input_ids == self.span_token_id(config)
         elif attention_mask is not None:
