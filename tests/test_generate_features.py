@@ -274,3 +274,11 @@ def test_sequences_of_a_batch_are_controlled_independently(qwen):
     assert torch.equal(out_aa[0], out_ab[0])
     assert first_aa.entropy == first_ab.entropy and first_aa.grad_norm == first_ab.grad_norm
     assert first_ab.delta_norm == first_aa.delta_norm and other_ab.delta_norm != first_ab.delta_norm
+
+
+def test_lite_on_a_prompt_span_warns():
+    with pytest.warns(UserWarning, match="of the prompt itself"):
+        vreason.attach(T.tiny_llama(), vreason.VReasonConfig(lite=True)).detach()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vreason.attach(T.tiny_qwen2_5_vl(), vreason.VReasonConfig(lite=True)).detach()

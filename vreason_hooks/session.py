@@ -104,6 +104,14 @@ class Session:
         self._warned_missing_inputs = False
         self._handles = []
         adapter = self.adapter
+        if self.config.lite and self.adapter.spec.span.kind == "prompt":
+            warnings.warn(
+                f"V-Reason Lite with the text adapter {self.adapter.spec.name!r} prunes {self.config.prune_ratio:.0%} "
+                "of the prompt itself "
+                "(question included): on SmolLM2 this cut accuracy from 18% to 2.5% (docs/benchmarks/"
+                "reasoning-study.md). Lite is meant for video spans; use lite=False for text models",
+                stacklevel=3,
+            )
         self._graph_parameters = list(
             {id(p): p for m in (adapter.last_layer, adapter.final_norm, adapter.lm_head) for p in m.parameters()}.values()
         )
