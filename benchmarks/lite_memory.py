@@ -23,15 +23,15 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 
 import torch
 from transformers import LogitsProcessorList
+
+from common import CHILD_ENV, publish, reset_peak, status_mb  # benchmarks/common.py
 
 import vreason_hooks as vreason
 from vreason_hooks import testing as T
@@ -141,35 +141,26 @@ def time_workload(model, inputs, repeats: int) -> dict:
     }
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(field)
-
-
 def memory_child(workload: str, variant: str) -> None:
     """One variant, once, in this (fresh) process; prints JSON."""
     torch.set_num_threads(1)
     model, inputs, _ = build(workload)
-    start = _status_mb("VmRSS")
+    start = status_mb("VmRSS")
     marks = {}
 
     def after_prefill():  # prefill and pruning are done: note the peak so far, then reset it
-        marks["prefill_peak"] = _status_mb("VmHWM")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
+        marks["prefill_peak"] = status_mb("VmHWM")
+        reset_peak()
 
     _run(model, inputs, {**VARIANTS, **EXTRA}[variant], _Clock(after_prefill))
     print(json.dumps({
-        "peak_mb": max(marks["prefill_peak"], _status_mb("VmHWM")) - start,
-        "decode_peak_mb": _status_mb("VmHWM") - start,
+        "peak_mb": max(marks["prefill_peak"], status_mb("VmHWM")) - start,
+        "decode_peak_mb": status_mb("VmHWM") - start,
     }))
 
 
 def memory_workload(workload: str, repeats: int) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    env = {**os.environ, **CHILD_ENV}
     out = {}
     for _ in range(repeats):
         for variant in VARIANTS:  # interleaved across repeats
@@ -240,18 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     for workload in args.workload or WORKLOADS:
         results.append(measure(workload, args.repeats, args.memory_repeats))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    meta = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1 thread", "torch": torch.__version__,
-        "new_tokens": NEW_TOKENS, "repeats": args.repeats, "memory_repeats": args.memory_repeats, "ratio": RATIO,
-        "command": "python benchmarks/lite_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=1)
-    print(f"<!-- {json.dumps(meta)} -->")
-    print(markdown(results))
-
+    publish("lite_memory.py", argv, {"new_tokens": NEW_TOKENS, "repeats": args.repeats,
+                                     "memory_repeats": args.memory_repeats, "ratio": RATIO},
+            results, markdown(results), args.json)
 
 if __name__ == "__main__":
     main()

@@ -15,16 +15,16 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
-import resource
+import os
 import statistics
 import subprocess
 import sys
 import time
-from datetime import date
 
 import torch
 from transformers import LogitsProcessorList
+
+from common import CHILD_ENV, publish, reset_peak, status_mb  # benchmarks/common.py (scripts run from benchmarks/ or the repo root)
 
 import vreason_hooks as vreason
 from vreason_hooks import testing as T
@@ -119,22 +119,18 @@ def time_workload(workload: str, repeats: int) -> dict:
     }
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def memory_child(workload: str, variant: str) -> None:
-    """Run one variant once and print its memory figures as JSON (called in a subprocess)."""
+    """Run one variant once and print its memory figures as JSON (called in a fresh subprocess).
+
+    The high-water mark is reset once the model and inputs are built, so the peak is that of ``generate``
+    alone (prefill included), not of building a random model.
+    """
     torch.set_num_threads(1)
     model, inputs, _ = build(workload)
-    before = _rss_mb()
     config = VARIANTS[variant]
     extra = 0
     kwargs = generate_kwargs(model)
+    before = reset_peak()
     if config is None:
         model.generate(**inputs, **kwargs)
     else:
@@ -142,8 +138,8 @@ def memory_child(workload: str, variant: str) -> None:
             probe = _ExtraBytes(session)
             model.generate(**inputs, **kwargs, logits_processor=LogitsProcessorList([probe]))
             extra = probe.bytes
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_over_start_mb": peak - before, "controller_mb": extra / 2**20}))
+    peak = status_mb("VmHWM")
+    print(json.dumps({"peak_over_start_mb": peak - before, "total_peak_mb": peak, "controller_mb": extra / 2**20}))
 
 
 class _ExtraBytes:
@@ -166,22 +162,23 @@ def memory_workload(workload: str, repeats: int = 1) -> dict:
         for _ in range(repeats):
             proc = subprocess.run(
                 [sys.executable, __file__, "--memory-child", workload, variant],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True, check=True, env={**os.environ, **CHILD_ENV},
             )
             runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         out[variant] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    plain = out["plain"]["peak_over_start_mb"]
+    plain, plain_total = out["plain"]["peak_over_start_mb"], out["plain"]["total_peak_mb"]
     for variant in out:
         out[variant]["peak_ratio"] = out[variant]["peak_over_start_mb"] / plain if plain > 0 else float("nan")
+        out[variant]["total_peak_ratio"] = out[variant]["total_peak_mb"] / plain_total
     return out
 
 
 def markdown(results: list[dict]) -> str:
     """One row per workload and variant: decode ms/token, its median ratio to plain, peak memory, extra state."""
     lines = [
-        "| workload | span tokens | variant | ms/token | time ratio to plain (median) | peak over start (MB) | "
-        "peak ratio | controller state (MB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workload | span tokens | variant | ms/token | time ratio to plain (median) | generate peak (MB) | "
+        "its ratio | process peak (MB) | its ratio | controller state (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for variant in r["ms_per_token"]:
@@ -189,7 +186,7 @@ def markdown(results: list[dict]) -> str:
             lines.append(
                 f"| {r['workload']} | {r['span_tokens']:,} | {variant} | {r['ms_per_token'][variant]:.2f} | "
                 f"{r['time_ratio'][variant]:.3f} | {mem['peak_over_start_mb']:.1f} | {mem['peak_ratio']:.3f} | "
-                f"{mem['controller_mb']:.2f} |"
+                f"{mem['total_peak_mb']:.0f} | {mem['total_peak_ratio']:.3f} | {mem['controller_mb']:.2f} |"
             )
     return "\n".join(lines)
 
@@ -213,17 +210,8 @@ def main(argv: list[str] | None = None) -> None:
         result["memory"] = memory_workload(workload, args.memory_repeats)
         results.append(result)
         print(json.dumps(result), file=sys.stderr)
-    meta = {
-        "date": date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} thread(s)",
-        "torch": torch.__version__, "new_tokens": NEW_TOKENS, "repeats": args.repeats,
-        "command": "python benchmarks/overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=1)
-    print(f"<!-- {json.dumps(meta)} -->")
-    print(markdown(results))
-
+    publish("overhead.py", argv, {"new_tokens": NEW_TOKENS, "repeats": args.repeats}, results, markdown(results),
+            args.json)
 
 if __name__ == "__main__":
     main()
