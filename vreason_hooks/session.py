@@ -179,11 +179,11 @@ class Session:
     def _generate(self, original, *args, **kwargs):
         if self._paused:
             return original(*args, **kwargs)
-        self._check_generation_settings(kwargs)
         generation_config = kwargs.get("generation_config") or self.model.generation_config
+        self._check_generation_settings(kwargs, generation_config)
         eos = kwargs.get("eos_token_id", getattr(generation_config, "eos_token_id", None))
-        self._eos_ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
-        self._eos_ids |= {int(e) for e in self._eos_ids if torch.is_tensor(e)}
+        eos = eos.tolist() if torch.is_tensor(eos) else eos
+        self._eos_ids = {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None}
         self._calls += 1
         try:
             return original(*args, **kwargs)
@@ -191,8 +191,7 @@ class Session:
             self._leave_grad_scope()
             self._finish_generation()
 
-    def _check_generation_settings(self, kwargs) -> None:
-        config = kwargs.get("generation_config") or self.model.generation_config
+    def _check_generation_settings(self, kwargs, config) -> None:
         beams = kwargs.get("num_beams", getattr(config, "num_beams", 1)) or 1
         if beams > 1:
             raise UnsupportedSettingError(

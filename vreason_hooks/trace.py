@@ -73,21 +73,12 @@ def load_traces(path: str | Path) -> list[Trace]:
     text = Path(path).read_text().strip()
     if not text:
         return []
-    if text[0] == "[":
-        items = json.loads(text)
-    elif "\n" in text and text.lstrip().startswith("{") and not _is_single_json(text):
-        items = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        items = [json.loads(text)]
-    return [Trace.from_dict(_unwrap(item)) for item in items]
-
-
-def _is_single_json(text: str) -> bool:
     try:
-        json.loads(text)
-        return True
-    except json.JSONDecodeError:
-        return False
+        data = json.loads(text)
+    except json.JSONDecodeError:  # JSONL: one object per line
+        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    items = data if isinstance(data, list) else [data]
+    return [Trace.from_dict(_unwrap(item)) for item in items]
 
 
 def _unwrap(item: dict[str, Any]) -> dict[str, Any]:
