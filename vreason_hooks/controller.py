@@ -158,18 +158,15 @@ class ValueController:
         deltas = [self.sequences[b].delta for b in chosen]
         # autograd.grad, not backward(): gradients go to ΔV only, never to a model parameter's .grad.
         grads = torch.autograd.grad(torch.stack([losses[b] for b in chosen]).sum(), deltas)
-        report = {}
-        for b, delta, grad in zip(chosen, deltas, grads):
+        grad_norms = []
+        for delta, grad in zip(deltas, grads):
             delta.grad = grad.contiguous()  # autograd may hand back an expanded view; clipping writes in place
-            norm = grad.norm()
-            if self.config.max_grad_norm is not None:
-                norm = torch.nn.utils.clip_grad_norm_([delta], self.config.max_grad_norm)
-            report[b] = float(norm)
+            clip = self.config.max_grad_norm
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_([delta], clip) if clip else delta.grad.norm()))
         self.optimizer.step()
-        for b, delta in zip(chosen, deltas):
+        for delta in deltas:
             delta.grad = None
-            report[b] = (report[b], float(delta.detach().norm()))
-        return report
+        return {b: (g, float(d.detach().norm())) for b, g, d in zip(chosen, grad_norms, deltas)}
 
     @torch.no_grad()
     def write(self, values: torch.Tensor, batch_indices) -> None:
