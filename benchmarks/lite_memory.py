@@ -35,6 +35,7 @@ from common import CHILD_ENV, publish, reset_peak, status_mb  # benchmarks/commo
 
 import vreason_hooks as vreason
 from vreason_hooks import testing as T
+from vreason_hooks import upstream
 from vreason_hooks.lite import pruned_count
 
 NEW_TOKENS = 64
@@ -99,7 +100,7 @@ def _run(model, inputs, config, clock, on_cache=None):
     with contextlib.ExitStack() as stack:
         session = stack.enter_context(vreason.attach(model, config)) if config is not None else None
         if on_cache is not None:  # registered after attach: runs after the session has pruned the cache
-            handle = model.register_forward_hook(lambda m, a, k, o: on_cache(k["past_key_values"]), with_kwargs=True)
+            handle = model.register_forward_hook(lambda m, a, k, o: on_cache(upstream.forward_cache(k)), with_kwargs=True)
             stack.callback(handle.remove)
         model.generate(**kwargs, **inputs)
     return session
@@ -109,7 +110,8 @@ def kv_bytes(model, inputs, config) -> dict:
     """Per-layer KV bytes after prefill (pruned) and in total at the end, plus the span accounting."""
     seen = []
     session = _run(model, inputs, config, _Clock(), on_cache=lambda cache: seen.append(
-        [(layer.keys.shape[2], layer.keys.nbytes + layer.values.nbytes) for layer in cache.layers]))
+        [(keys.shape[2], keys.nbytes + values.nbytes) for keys, values in
+         (upstream.layer_tensors(cache, i) for i in range(len(upstream.cache_layers(cache))))]))
     prefill, final = seen[0], seen[-1]
     out = {"prefill_layer_bytes": [b for _, b in prefill], "prefill_slots": [s for s, _ in prefill],
            "final_kv_bytes": sum(b for _, b in final)}

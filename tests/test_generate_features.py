@@ -11,6 +11,7 @@ from transformers.generation.streamers import BaseStreamer
 
 import vreason_hooks as vreason
 from vreason_hooks import testing as T
+from vreason_hooks import upstream
 
 ACTIVE = vreason.VReasonConfig(lr=0.05, step_interval=2)
 
@@ -97,13 +98,13 @@ def test_finished_sequence_stops_recording_and_updating():
 def test_user_supplied_dynamic_cache_gets_original_span_values_back(qwen):
     inputs = T.qwen_video_inputs(qwen, batch=1)
     plain_cache, cache = DynamicCache(config=qwen.config), DynamicCache(config=qwen.config)
-    qwen.generate(**inputs, max_new_tokens=8, past_key_values=plain_cache)
+    qwen.generate(**inputs, max_new_tokens=8, **upstream.cache_kwargs(qwen, plain_cache))
     with vreason.attach(qwen, ACTIVE) as session:
-        qwen.generate(**inputs, max_new_tokens=8, past_key_values=cache)
+        qwen.generate(**inputs, max_new_tokens=8, **upstream.cache_kwargs(qwen, cache))
     span = torch.tensor(session.traces[0].span)
     last = session.adapter.cache_layer_index
     assert session.traces[0].update_steps
-    assert torch.equal(cache.layers[last].values[:, :, span], plain_cache.layers[last].values[:, :, span])
+    assert torch.equal(upstream.layer_values(cache, last)[:, :, span], upstream.layer_values(plain_cache, last)[:, :, span])
 
 
 def test_generate_under_inference_mode_updates(qwen, qwen_inputs):
@@ -172,7 +173,7 @@ def test_static_and_offloaded_cache_objects_are_refused():
     offloaded.offloading = True  # what DynamicCache(offloading=True) sets; building one for real needs CUDA
     for cache in (StaticCache(config=model.config, max_cache_len=64), offloaded):
         with vreason.attach(model), pytest.raises(vreason.UnsupportedSettingError, match="DynamicCache"):
-            model.generate(**inputs, max_new_tokens=4, past_key_values=cache)
+            model.generate(**inputs, max_new_tokens=4, **upstream.cache_kwargs(model, cache))
 
 
 def test_second_attach_is_refused_and_first_stays_usable():

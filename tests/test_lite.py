@@ -9,6 +9,7 @@ import torch
 
 import vreason_hooks as vreason
 from vreason_hooks import testing as T
+from vreason_hooks import upstream
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count, token_scores
 
@@ -51,7 +52,7 @@ def _mask_out(dropped: list[list[int]]):
     """Reference: a pre-hook that removes ``dropped[b]`` from attention (full cache) from the first decode step."""
 
     def hook(module, args, kwargs):
-        cache = kwargs.get("past_key_values")
+        cache = upstream.forward_cache(kwargs)
         if cache is None or cache.get_seq_length() == 0:
             return None
         ids = kwargs["input_ids"]
@@ -148,15 +149,15 @@ def test_positions_are_filled_in_when_the_caller_passes_none():
     with vreason.attach(model, vreason.VReasonConfig(lite=True, objective="none")) as session:
         out = model(**inputs, use_cache=True)
         dropped = session.traces[0].pruned
-        cache = out.past_key_values
-        lite = [model(input_ids=token, past_key_values=cache).logits for _ in range(3)]
+        cache = upstream.output_cache(out)
+        lite = [model(input_ids=token, **upstream.cache_kwargs(model, cache)).logits for _ in range(3)]
     out = model(**inputs, use_cache=True)
-    cache, mask = out.past_key_values, torch.ones(1, 14, dtype=torch.long)
+    cache, mask = upstream.output_cache(out), torch.ones(1, 14, dtype=torch.long)
     mask[0, dropped] = 0
     reference = []
     for _ in range(3):
         mask = torch.cat([mask, torch.ones(1, 1, dtype=torch.long)], dim=1)
-        reference.append(model(input_ids=token, past_key_values=cache, attention_mask=mask).logits)
+        reference.append(model(input_ids=token, attention_mask=mask, **upstream.cache_kwargs(model, cache)).logits)
     for a, b in zip(lite, reference):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
@@ -182,8 +183,8 @@ def _prefill_cache_shapes(model, inputs, config):
 
     def after(module, args, kwargs, output):
         if not seen:
-            cache = kwargs["past_key_values"]
-            seen["layers"] = [(layer.keys, layer.values) for layer in cache.layers]
+            cache = upstream.forward_cache(kwargs)
+            seen["layers"] = [upstream.layer_tensors(cache, i) for i in range(len(upstream.cache_layers(cache)))]
 
     with vreason.attach(model, config) as session:
         handle = model.register_forward_hook(after, with_kwargs=True)
@@ -221,7 +222,7 @@ def test_pruned_count_rounds_down_exactly():
 def test_dropped_tokens_are_the_lowest_scoring_and_survivors_are_exact(score, scope):
     model = _model("qwen2_5_vl")
     inputs = _inputs("qwen2_5_vl", model, 2)
-    full = model(**inputs, use_cache=True).past_key_values
+    full = upstream.output_cache(model(**inputs, use_cache=True))
     config = vreason.VReasonConfig(lite=True, prune_score=score, prune_scope=scope)
     layers, session = _prefill_cache_shapes(model, inputs, config)
     layout = None
@@ -232,11 +233,12 @@ def test_dropped_tokens_are_the_lowest_scoring_and_survivors_are_exact(score, sc
         h = model.register_forward_hook(grab, with_kwargs=True)
         model.generate(**inputs, max_new_tokens=2, do_sample=False)
         h.remove()
-    last = len(full.layers) - 1
-    for index, layer in enumerate(full.layers):
-        scored = full.layers[last if scope == "last_layer" else index]
+    full = [upstream.layer_tensors(full, i) for i in range(len(upstream.cache_layers(full)))]  # (keys, values)
+    last = len(full) - 1
+    for index in range(len(full)):
+        scored = full[last if scope == "last_layer" else index]
         # independent score: L2 norm over heads and head_dim, in fp64
-        norms = (scored.values if score == "value" else scored.keys).double().pow(2).sum(dim=(1, 3)).sqrt()
+        norms = (scored[1] if score == "value" else scored[0]).double().pow(2).sum(dim=(1, 3)).sqrt()
         for b, trace in enumerate(session.traces):
             span = torch.tensor(trace.span)
             dropped = layout.dropped[index][b]
@@ -246,11 +248,11 @@ def test_dropped_tokens_are_the_lowest_scoring_and_survivors_are_exact(score, sc
             if index == last:
                 assert trace.pruned == dropped.tolist()
             # survivors are the original cached vectors, in original order, right-aligned
-            keep = torch.ones(full.layers[index].keys.shape[2], dtype=torch.bool)
+            keep = torch.ones(full[index][0].shape[2], dtype=torch.bool)
             keep[dropped] = False
             n = int(keep.sum())
-            torch.testing.assert_close(layers[index][0][b, :, -n:], full.layers[index].keys[b][:, keep], rtol=0, atol=0)
-            torch.testing.assert_close(layers[index][1][b, :, -n:], full.layers[index].values[b][:, keep], rtol=0, atol=0)
+            torch.testing.assert_close(layers[index][0][b, :, -n:], full[index][0][b][:, keep], rtol=0, atol=0)
+            torch.testing.assert_close(layers[index][1][b, :, -n:], full[index][1][b][:, keep], rtol=0, atol=0)
             assert not layers[index][0][b, :, :-n].any()  # filler slots hold zeros
 
 

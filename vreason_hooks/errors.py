@@ -19,3 +19,12 @@ class SpecError(VReasonError, ValueError):
 
 class AlreadyAttachedError(VReasonError, RuntimeError):
     """``attach`` was called on a model that already has a V-Reason session."""
+
+
+class UpstreamError(VReasonError, RuntimeError):
+    """transformers (or lmms-eval) moved an internal V-Reason relies on; the message names the installed
+    version, the supported range and ``vreason doctor``."""
+
+
+class UncontrolledGenerationError(UpstreamError):
+    """A controlled ``generate`` ended without the updates its settings imply: V-Reason did not run."""

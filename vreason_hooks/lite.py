@@ -27,6 +27,7 @@ from fractions import Fraction
 
 import torch
 
+from . import upstream
 from .config import VReasonConfig
 from .errors import UnsupportedSettingError
 
@@ -119,7 +120,7 @@ class PrunedLayout:
                 "V-Reason Lite cannot run a model that takes `cache_position` (remote-code models): its positions "
                 "would follow the pruned cache length; use lite=False"
             )
-        generated = cache.get_seq_length() - self.length
+        generated = upstream.cache_length(cache) - self.length
         if generated < 0:
             raise UnsupportedSettingError(
                 "V-Reason Lite: the cache is shorter than the pruned prefill; do not crop or reuse a pruned cache"
@@ -152,7 +153,7 @@ def _default_positions(model, past: int, new: int, batch: int, device) -> torch.
     the same plus its per-sequence delta, for the 3 M-RoPE rows.
     """
     positions = torch.arange(past, past + new, device=device).expand(batch, new)
-    deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
+    deltas = upstream.rope_deltas(model)
     if deltas is not None:
         deltas = deltas.to(device).repeat_interleave(batch // deltas.shape[0], dim=0)
         positions = (positions + deltas).unsqueeze(0).expand(3, batch, new)
@@ -161,11 +162,8 @@ def _default_positions(model, past: int, new: int, batch: int, device) -> torch.
 
 def check_prunable(cache) -> None:
     """Refuse caches Lite cannot shrink safely: anything but a DynamicCache of plain full-attention layers."""
-    from transformers.cache_utils import DynamicCache, DynamicLayer
-
-    layers = getattr(cache, "layers", None)
-    bad = [type(layer).__name__ for layer in layers or [] if type(layer) is not DynamicLayer]
-    if not isinstance(cache, DynamicCache) or getattr(cache, "offloading", False) or not layers or bad:
+    bad = upstream.unsupported_cache_layers(cache)
+    if not upstream.is_dynamic_cache(cache) or not upstream.cache_layers(cache) or bad:
         raise UnsupportedSettingError(
             f"V-Reason Lite needs a DynamicCache whose layers are all plain full-attention DynamicLayers; got "
             f"{type(cache).__name__}{' with ' + ', '.join(sorted(set(bad))) if bad else ''}. Sliding-window, "
@@ -192,33 +190,34 @@ def prune_cache(cache, spans: list[torch.Tensor], config: VReasonConfig, control
         the :class:`PrunedLayout`; with nothing to drop the cache is left untouched.
     """
     check_prunable(cache)
-    layers = cache.layers
-    length = layers[0].keys.shape[2]
+    tensors = [upstream.layer_tensors(cache, i) for i in range(len(upstream.cache_layers(cache)))]
+    length = tensors[0][0].shape[2]
     if length != prompt_length:
         raise UnsupportedSettingError(
             f"V-Reason Lite needs a fresh cache at prefill (cache holds {length} tokens for a {prompt_length}-token "
             "prompt); do not pass a filled past_key_values with lite=True"
         )
-    field = "values" if config.prune_score == "value" else "keys"
+    scored = 1 if config.prune_score == "value" else 0  # (keys, values)[scored]
     if config.prune_scope == "last_layer":
-        shared = choose_dropped(token_scores(getattr(layers[control_layer], field)), spans, config.prune_ratio)
-        dropped = [shared] * len(layers)
+        shared = choose_dropped(token_scores(tensors[control_layer][scored]), spans, config.prune_ratio)
+        dropped = [shared] * len(tensors)
     else:
-        dropped = [choose_dropped(token_scores(getattr(layer, field)), spans, config.prune_ratio) for layer in layers]
+        dropped = [choose_dropped(token_scores(kv[scored]), spans, config.prune_ratio) for kv in tensors]
     counts = [d.numel() for d in dropped[control_layer]]
-    batch, device = len(spans), layers[0].keys.device
+    batch, device = len(spans), tensors[0][0].device
     width = length - min(counts, default=0)
     sources = [_layout(rows, length, width, device) for rows in dropped] if any(counts) else None
     if sources is None:  # nothing dropped anywhere: identity layout, cache untouched, output bit for bit
         identity = torch.arange(length, device=device).expand(batch, length)
-        sources = [identity] * len(layers)
+        sources = [identity] * len(tensors)
     else:
         if config.prune_scope == "per_layer":
             full = torch.ones((batch, length), dtype=torch.long, device=device)
             _check_same_mask(sources, control_layer, full if attention_mask is None else attention_mask)
-        for layer, source in zip(layers, sources):
-            layer.keys = _gather_slots(layer.keys, source)
-            layer.values = _gather_slots(layer.values, source)
+        for index, source in enumerate(sources):
+            (keys, values), tensors[index] = tensors[index], None  # drop our reference: the old layer is freed now
+            upstream.set_layer_tensors(cache, index, _gather_slots(keys, source), _gather_slots(values, source))
+            del keys, values
     control = sources[control_layer]
     kept_span = [
         torch.isin(control[b], spans[b].to(device)).nonzero().flatten() for b in range(batch)

@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import upstream
 from .adapters import AdapterSpec, ResolvedAdapter, resolve
 from .config import VReasonConfig
 from .controller import EntropySwitch, ValueController, entropy
-from .errors import AlreadyAttachedError, UnsupportedSettingError
+from .errors import AlreadyAttachedError, UncontrolledGenerationError, UnsupportedSettingError, UpstreamError
 from .lite import PrunedLayout, lite_prefill
 from .trace import Trace
 
@@ -103,7 +104,11 @@ class Session:
         self._paused = False
         self._warned_missing_inputs = False
         self._handles = []
+        self._in_generate = False
         adapter = self.adapter
+        # Resolved once: a signature V-Reason does not know is refused here, not discovered as a silent no-op.
+        self._model_cache_keyword = upstream.cache_keyword(self.model)
+        self._layer_cache_keyword = upstream.cache_keyword(adapter.last_layer)
         if self.config.lite and self.adapter.spec.span.kind == "prompt":
             warnings.warn(
                 f"V-Reason Lite with the text adapter {self.adapter.spec.name!r} prunes {self.config.prune_ratio:.0%} "
@@ -181,65 +186,73 @@ class Session:
             return original(*args, **kwargs)
         generation_config = kwargs.get("generation_config") or self.model.generation_config
         self._check_generation_settings(kwargs, generation_config)
-        eos = kwargs.get("eos_token_id", getattr(generation_config, "eos_token_id", None))
-        eos = eos.tolist() if torch.is_tensor(eos) else eos
-        self._eos_ids = {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None}
+        self._eos_ids = upstream.eos_ids(kwargs, generation_config)
         self._calls += 1
+        first_trace = len(self.traces)
+        self._in_generate = True
         try:
-            return original(*args, **kwargs)
+            output = original(*args, **kwargs)
         finally:
+            self._in_generate = False
             self._leave_grad_scope()
             self._finish_generation()
+        self._check_controlled(self.traces[first_trace:])
+        return output
+
+    def _check_controlled(self, traces: list[Trace]) -> None:
+        """Raise if a live sequence with a span ran long enough for an update and got none.
+
+        The first update falls after token ``max(step_interval, 2)``; fewer tokens, an empty span,
+        ``objective='none'`` or ``lr=0`` legitimately make none.
+        """
+        if not self.config.updates or self.config.lr == 0:
+            return
+        due = max(self.config.step_interval, 2)
+        silent = [t for t in traces if t.span and len(t.entropy) >= due and not t.update_steps and not t.diverged]
+        if silent:
+            raise UncontrolledGenerationError(
+                f"V-Reason made no update in a generate call that should have made some ({len(silent)} sequence(s) "
+                f"with a span ran {len(silent[0].entropy)} tokens at step_interval={self.config.step_interval}): "
+                f"the controller did not see the model's cache; {upstream.version_note()}"
+            )
 
     def _check_generation_settings(self, kwargs, config) -> None:
-        beams = kwargs.get("num_beams", getattr(config, "num_beams", 1)) or 1
+        setting = functools.partial(upstream.generation_setting, kwargs, config)
+        beams = setting("num_beams") or 1
         if beams > 1:
             raise UnsupportedSettingError(
                 f"V-Reason does not support beam search (num_beams={beams}): use greedy or sampling (num_beams=1)"
             )
-        if kwargs.get("assistant_model") is not None or kwargs.get("prompt_lookup_num_tokens"):
+        if setting("assistant_model") is not None or setting("prompt_lookup_num_tokens"):
             raise UnsupportedSettingError(
                 "V-Reason does not support assisted / speculative decoding: it needs one token per forward pass"
             )
-        if kwargs.get("use_cache", getattr(config, "use_cache", True)) is False:
+        if setting("use_cache") is False:
             raise UnsupportedSettingError(
                 "V-Reason controls the KV cache and needs use_cache=True (drop use_cache=False)"
             )
-        implementation = kwargs.get("cache_implementation", getattr(config, "cache_implementation", None))
+        implementation = setting("cache_implementation")
         if implementation not in _SUPPORTED_CACHE_IMPLEMENTATIONS:
             raise UnsupportedSettingError(
                 f"V-Reason needs a DynamicCache; cache_implementation={implementation!r} is not supported "
                 "(drop it, or pass cache_implementation='dynamic')"
             )
-        cache = kwargs.get("past_key_values")
+        cache = upstream.generate_cache(kwargs)
         if cache is not None:
             self._check_cache(cache)
 
     def _check_cache(self, cache) -> None:
-        from transformers.cache_utils import DynamicCache, DynamicLayer
-
-        layers = getattr(cache, "layers", [])
-        index = self.adapter.cache_layer_index
-        layer = layers[index] if len(layers) > index else None
-        if (
-            not isinstance(cache, DynamicCache)
-            or getattr(cache, "offloading", False)
-            or (layer is not None and type(layer) is not DynamicLayer)
-        ):
-            raise UnsupportedSettingError(
-                f"V-Reason needs a plain DynamicCache for the controlled layer; got {type(cache).__name__}"
-                + (f" with {type(layer).__name__}" if layer is not None else "")
-                + " (quantized, offloaded, static and sliding-window caches are not supported)"
-            )
+        upstream.check_dynamic_cache(cache, [self.adapter.cache_layer_index], needed_by="V-Reason (controlled layer)")
 
     # ------------------------------------------------------------------ hooks
     def _before_model(self, module, args, kwargs):
         if self._paused:
             return None
         input_ids = kwargs.get("input_ids", args[0] if args else None)
-        cache = kwargs.get("past_key_values")
-        past = cache.get_seq_length() if cache is not None else 0
+        _, cache = upstream.find_cache(kwargs, self._model_cache_keyword)
+        past = upstream.cache_length(cache)
         new_tokens = input_ids.shape[1] if input_ids is not None else kwargs["inputs_embeds"].shape[1]
+        self._check_decode_cache(cache, new_tokens)
         if self._state is None or past == 0 or new_tokens > 1:
             self._start_generation(input_ids, kwargs.get("attention_mask"), past)
             self._check_required_inputs(kwargs)
@@ -260,36 +273,42 @@ class Session:
             return args, state.lite.rewrite_inputs(kwargs, cache, module)
         return None
 
+    def _check_decode_cache(self, cache, new_tokens: int) -> None:
+        """Inside ``generate``, every step after the prefill must carry the cache the prefill filled."""
+        state = self._state
+        if not self._in_generate or state is None or state.cache is None or new_tokens != 1:
+            return
+        if cache is None:
+            raise UpstreamError(
+                f"V-Reason: a decode step of {type(self.model).__name__} arrived without the KV cache the prefill "
+                f"created (looked for keyword {self._model_cache_keyword!r}); {upstream.version_note()}"
+            )
+
     def _before_last_layer(self, module, args, kwargs):
         state = self._state
         if state is None or not state.update_now:
             return None
-        if "past_key_values" not in kwargs:
-            raise UnsupportedSettingError(
-                f"adapter {self.adapter.spec.name!r}: the last decoder layer received no past_key_values keyword; "
-                "V-Reason needs a model whose layers take the cache as `past_key_values=`"
+        key, cache = upstream.find_cache(kwargs, self._layer_cache_keyword)
+        if cache is None:
+            raise UpstreamError(
+                f"adapter {self.adapter.spec.name!r}: the last decoder layer ({type(module).__name__}) received no "
+                f"cache (looked for keyword {self._layer_cache_keyword!r}); {upstream.version_note()}"
             )
         self._enter_grad_scope()
-        kwargs = dict(kwargs)
-        kwargs["past_key_values"] = _GradValuesCache(
-            kwargs["past_key_values"], self.adapter.cache_layer_index, state.controller
-        )
+        kwargs = {**kwargs, key: _GradValuesCache(cache, self.adapter.cache_layer_index, state.controller)}
         # The layer's input is the only way in: detaching it keeps the graph to one layer + norm + head.
-        args = (args[0].detach(),) + tuple(args[1:]) if args else args
-        if "hidden_states" in kwargs:
-            kwargs["hidden_states"] = kwargs["hidden_states"].detach()
-        return args, kwargs
+        return upstream.replace_layer_input(args, kwargs, torch.Tensor.detach)
 
     def _after_model(self, module, args, kwargs, output):
         state = self._state
         if self._paused or state is None:
             return output
-        logits = output["logits"] if isinstance(output, dict) else output[0]
+        logits = upstream.output_logits(output)
         try:
             if state.step == 0:
-                state.cache = kwargs.get("past_key_values")
+                state.cache = upstream.find_cache(kwargs, self._model_cache_keyword)[1]
                 if state.cache is None:  # not `or`: an empty Cache is falsy
-                    state.cache = getattr(output, "past_key_values", None)
+                    state.cache = upstream.output_cache(output)
                 if self.config.lite:  # prune every layer, then control the surviving span slots
                     lite_prefill(state, self.config, self.adapter.cache_layer_index, args, kwargs)
                 self._init_controller(state)
@@ -310,7 +329,7 @@ class Session:
             if state.update_now and losses:
                 report = state.controller.step(losses)
                 self._leave_grad_scope()
-                state.controller.write(state.cache.layers[self.adapter.cache_layer_index].values, report)
+                state.controller.write(upstream.layer_values(state.cache, self.adapter.cache_layer_index), report)
                 for b, (grad_norm, delta_norm) in report.items():
                     state.traces[b].update_steps.append(state.step)
                     state.traces[b].grad_norm.append(grad_norm)
@@ -361,7 +380,7 @@ class Session:
         self._check_cache(state.cache)
         if not self.config.updates or not any(p.numel() for p in state.spans):
             return  # nothing will ever move: no snapshot, no ΔV, no optimiser state
-        values = state.cache.layers[self.adapter.cache_layer_index].values
+        values = upstream.layer_values(state.cache, self.adapter.cache_layer_index)
         with torch.inference_mode(False):
             state.controller = ValueController.from_cache_values(values, state.spans, self.config)
 
@@ -369,9 +388,9 @@ class Session:
         state, self._state = self._state, None
         if state is None or state.controller is None or state.cache is None:
             return
-        layers = getattr(state.cache, "layers", [])
-        if len(layers) > self.adapter.cache_layer_index and layers[self.adapter.cache_layer_index].values is not None:
-            state.controller.restore(layers[self.adapter.cache_layer_index].values)
+        values = upstream.layer_values(state.cache, self.adapter.cache_layer_index)
+        if values is not None:
+            state.controller.restore(values)
 
     def _enter_grad_scope(self) -> None:
         """Autograd on for the last layer, final norm and LM head, with ΔV as the only leaf that needs grad.

@@ -30,6 +30,8 @@ class Trace:
     grad_norm: list[float] = field(default_factory=list)
     span: list[int] = field(default_factory=list)
     pruned: list[int] = field(default_factory=list)
+    diverged: bool = False
+    """Whether updates stopped because ΔV, the loss or the entropy became non-finite (span values restored)."""
     config: dict[str, Any] = field(default_factory=dict)
     adapter: str = ""
     label: str = ""

@@ -59,7 +59,12 @@ def get(name: str) -> AdapterSpec:
 
 def find_adapter(model: nn.Module) -> AdapterSpec:
     """The first adapter whose spec matches ``model.config`` (plugin specs may not shadow shipped ones)."""
-    config = unwrap_model(model).config
+    config = getattr(unwrap_model(model), "config", None)
+    if config is None:
+        raise NoAdapterError(
+            f"{type(model).__name__} is not a transformers model (it has no .config), so no adapter can match it; "
+            f"attach a PreTrainedModel (a pipeline's .model). Available: {_names()}; {HOW_TO_ADD}"
+        )
     for spec in available():
         if spec.matches(config):
             return spec
@@ -123,7 +128,7 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
             f"adapter spec {spec.source or spec.name}: key 'modules.decoder_layers': {spec.modules.decoder_layers!r} "
             "is not a non-empty nn.ModuleList"
         )
+    from .. import upstream
+
     last = layers[-1]
-    attention = getattr(last, "self_attn", None)
-    index = getattr(attention, "layer_idx", len(layers) - 1)
-    return ResolvedAdapter(spec, hf_model, last, module("final_norm"), module("lm_head"), int(index))
+    return ResolvedAdapter(spec, hf_model, last, module("final_norm"), module("lm_head"), upstream.layer_index(last, len(layers) - 1))

@@ -1,0 +1,251 @@
+"""The one module that names transformers internals, made version-proof.
+
+Everything vreason-hooks reads from transformers beyond its documented ``generate`` API goes through here:
+the keyword under which a module's ``forward`` receives the KV cache, the cache's layers and their tensors,
+the cache classes V-Reason can run on, the generation-config fields that decide whether it can run, the
+logits and the cache in a model's output, Qwen's ``rope_deltas``, and the decoder layer's hidden-states
+argument. When a transformers release renames one of them, the fix is one line here, and
+``tests/test_upstream.py`` fails first.
+
+Known moves:
+
+* transformers 5.24 renamed the cache keyword of model and decoder-layer ``forward`` from
+  ``past_key_values`` to ``cache`` (a ``deprecate_kwarg`` shim keeps callers working until 5.40), and the
+  output field with it (``output.cache``; ``output.past_key_values`` is a deprecated alias).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from importlib import metadata
+from typing import Any
+
+from .errors import UnsupportedSettingError, UpstreamError
+
+CACHE_KEYWORDS = ("cache", "past_key_values")
+"""Names under which transformers passes the KV cache to ``forward`` (newest first)."""
+
+DISTRIBUTION = "vreason-hooks"
+
+
+# ---------------------------------------------------------------------------------------------- versions
+def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or ``None`` when it is not installed."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def supported_ranges() -> dict[str, str]:
+    """``{distribution: specifier}`` of our declared dependencies (``pyproject.toml``, read from metadata).
+
+    Extras included (lmms-eval, decord, ...): the supported range of a package is one fact, wherever it is
+    declared.
+    """
+    from packaging.requirements import Requirement
+
+    ranges: dict[str, str] = {}
+    for line in metadata.requires(DISTRIBUTION) or []:
+        requirement = Requirement(line)
+        name = requirement.name.lower()
+        if str(requirement.specifier) and name not in ranges:
+            ranges[name] = str(requirement.specifier)
+    return ranges
+
+
+def in_supported_range(distribution: str) -> bool | None:
+    """Whether the installed ``distribution`` is inside our declared range (``None``: not installed / no range)."""
+    from packaging.specifiers import SpecifierSet
+
+    version, spec = installed_version(distribution), supported_ranges().get(distribution.lower())
+    if version is None or spec is None:
+        return None
+    return SpecifierSet(spec).contains(version, prereleases=True)
+
+
+def version_note() -> str:
+    """``transformers X installed (supported: R)``: the sentence every upstream error ends with."""
+    version = installed_version("transformers")
+    spec = supported_ranges().get("transformers", "?")
+    inside = in_supported_range("transformers")
+    where = "" if inside is None else (" inside" if inside else " OUTSIDE")
+    return (
+        f"transformers {version} installed,{where} the supported range {spec}; run `vreason doctor` to check "
+        "this installation"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- keywords
+def cache_keyword(module) -> str:
+    """The keyword under which ``module.forward`` takes the KV cache (``cache`` or ``past_key_values``).
+
+    Read from the signature (``inspect`` follows transformers' ``deprecate_kwarg`` wrapper to the real one).
+    A ``forward`` that names neither is refused: V-Reason could not see the cache and would run uncontrolled.
+    """
+    forward = getattr(module, "forward", None)
+    try:
+        parameters = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    for name in CACHE_KEYWORDS:
+        if name in parameters:
+            return name
+    raise UpstreamError(
+        f"{type(module).__name__}.forward takes the KV cache under none of the keywords V-Reason knows "
+        f"({', '.join(CACHE_KEYWORDS)}); {version_note()}"
+    )
+
+
+def find_cache(kwargs: dict, keyword: str) -> tuple[str, Any]:
+    """``(key, cache)`` of the cache passed to a ``forward`` (``(keyword, None)`` when there is none).
+
+    ``keyword`` comes first; a caller may still pass a deprecated name that the ``deprecate_kwarg`` shim
+    renames after the forward hooks ran, so the other known names are looked at too.
+    """
+    for name in (keyword, *CACHE_KEYWORDS):
+        value = kwargs.get(name)
+        if value is not None:
+            return name, value
+    return keyword, None
+
+
+def forward_cache(kwargs: dict) -> Any:
+    """The cache in a ``forward``'s keyword arguments under any known name (for hooks outside a session)."""
+    return find_cache(kwargs, CACHE_KEYWORDS[0])[1]
+
+
+def cache_kwargs(module, cache) -> dict:
+    """``{keyword: cache}`` to pass ``cache`` to ``module``'s ``forward`` without a deprecation warning.
+
+    For a model, the same keyword is the one its ``generate`` takes (both were renamed in the same release).
+    """
+    return {cache_keyword(module): cache}
+
+
+def output_cache(output) -> Any:
+    """The cache in a model output (``output.cache`` from 5.24, ``output.past_key_values`` before)."""
+    if isinstance(output, dict):
+        for name in CACHE_KEYWORDS:
+            if output.get(name) is not None:
+                return output[name]
+    return None
+
+
+def output_logits(output):
+    """``(batch, seq_len, vocab)`` logits of a causal-LM output (a ``ModelOutput`` or a tuple)."""
+    return output["logits"] if isinstance(output, dict) else output[0]
+
+
+def generate_cache(kwargs: dict) -> Any:
+    """The cache a user passed to ``generate`` (``cache=`` from 5.24, ``past_key_values=`` before), or None."""
+    return find_cache(kwargs, CACHE_KEYWORDS[0])[1]
+
+
+# ---------------------------------------------------------------------------------------------- generation config
+GENERATION_DEFAULTS = {
+    "num_beams": 1,
+    "assistant_model": None,
+    "prompt_lookup_num_tokens": None,
+    "use_cache": True,
+    "cache_implementation": None,
+    "eos_token_id": None,
+}
+"""The generation settings V-Reason reads, with transformers' defaults."""
+
+
+def generation_setting(kwargs: dict, config, name: str):
+    """A generation setting as ``generate`` will use it: the call's keyword, else the generation config."""
+    if name not in GENERATION_DEFAULTS:
+        raise KeyError(f"upstream.generation_setting: {name!r} is not a setting V-Reason reads")
+    if name in kwargs:
+        return kwargs[name]
+    return getattr(config, name, GENERATION_DEFAULTS[name])
+
+
+def eos_ids(kwargs: dict, config) -> set[int]:
+    """The end-of-sequence ids ``generate`` stops on, as ints (scalar, list or tensor in the config)."""
+    eos = generation_setting(kwargs, config, "eos_token_id")
+    eos = eos.tolist() if hasattr(eos, "tolist") else eos
+    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None}
+
+
+# ---------------------------------------------------------------------------------------------- cache layout
+def cache_length(cache) -> int:
+    """Number of tokens held by ``cache`` (0 for ``None``)."""
+    return 0 if cache is None else int(cache.get_seq_length())
+
+
+def cache_layers(cache) -> list:
+    """The per-layer objects of a transformers ``Cache`` (``cache.layers``)."""
+    return list(getattr(cache, "layers", None) or [])
+
+
+def layer_tensors(cache, index: int):
+    """``(keys, values)`` of cache layer ``index``, each ``(batch, num_kv_heads, seq_len, head_dim)``."""
+    layer = cache.layers[index]
+    return layer.keys, layer.values
+
+
+def layer_values(cache, index: int):
+    """``(batch, num_kv_heads, seq_len, head_dim)`` values of cache layer ``index`` (``None`` before prefill)."""
+    layers = cache_layers(cache)
+    return layers[index].values if len(layers) > index else None
+
+
+def set_layer_tensors(cache, index: int, keys, values) -> None:
+    """Replace the keys and values of cache layer ``index`` (V-Reason Lite's pruned copies)."""
+    layer = cache.layers[index]
+    layer.keys, layer.values = keys, values
+
+
+def unsupported_cache_layers(cache, indices=None) -> list[str]:
+    """Names of the layer classes of ``cache`` that are not plain full-attention ``DynamicLayer``s.
+
+    ``indices``: the layers to look at (default: all). An empty list means every one is plain.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    layers = cache_layers(cache)
+    chosen = range(len(layers)) if indices is None else [i for i in indices if i < len(layers)]
+    return sorted({type(layers[i]).__name__ for i in chosen if type(layers[i]) is not DynamicLayer})
+
+
+def is_dynamic_cache(cache) -> bool:
+    """Whether ``cache`` is a transformers ``DynamicCache`` that keeps its tensors on their devices."""
+    from transformers.cache_utils import DynamicCache
+
+    return isinstance(cache, DynamicCache) and not getattr(cache, "offloading", False)
+
+
+def check_dynamic_cache(cache, indices=None, *, needed_by: str = "V-Reason") -> None:
+    """Refuse anything but a ``DynamicCache`` of plain ``DynamicLayer``\\ s at ``indices`` (default: all)."""
+    bad = unsupported_cache_layers(cache, indices)
+    if not is_dynamic_cache(cache) or bad:
+        raise UnsupportedSettingError(
+            f"{needed_by} needs a plain DynamicCache; got {type(cache).__name__}"
+            + (f" with {', '.join(bad)}" if bad else "")
+            + " (quantized, offloaded, static and sliding-window caches are not supported)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- model internals
+def rope_deltas(model):
+    """Qwen-VL's per-sequence M-RoPE offset ``(batch or 1, 1)`` kept on the inner model, else ``None``."""
+    return getattr(getattr(model, "model", None), "rope_deltas", None)
+
+
+def layer_index(layer, default: int) -> int:
+    """The cache index a decoder layer writes to (``self_attn.layer_idx``), else ``default``."""
+    return int(getattr(getattr(layer, "self_attn", None), "layer_idx", default))
+
+
+def replace_layer_input(args: tuple, kwargs: dict, transform) -> tuple[tuple, dict]:
+    """A decoder layer's call with its hidden states (first positional or ``hidden_states=``) transformed."""
+    if args:
+        args = (transform(args[0]),) + tuple(args[1:])
+    if kwargs.get("hidden_states") is not None:
+        kwargs = {**kwargs, "hidden_states": transform(kwargs["hidden_states"])}
+    return args, kwargs
