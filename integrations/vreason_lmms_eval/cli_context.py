@@ -14,27 +14,9 @@ it does for the baseline.
 
 from __future__ import annotations
 
-import inspect
-
 from loguru import logger as eval_logger
 
-MAX_FRAMES_UP = 12
-
-
-def caller_local(name: str, kind: type | None = None):
-    """The nearest value of local ``name`` (of type ``kind``) in the frames calling this one, else ``None``."""
-    frame = inspect.currentframe()
-    try:
-        for _ in range(MAX_FRAMES_UP):
-            frame = frame.f_back if frame is not None else None
-            if frame is None:
-                return None
-            value = frame.f_locals.get(name)
-            if value is not None and (kind is None or isinstance(value, kind)):
-                return value
-        return None
-    finally:
-        del frame
+from . import upstream
 
 
 def report_as(prompt_model: str, own_names: tuple[str, ...]) -> bool:
@@ -43,27 +25,24 @@ def report_as(prompt_model: str, own_names: tuple[str, ...]) -> bool:
     Only a manager that still carries one of our own names is touched, so an explicit
     ``TaskManager(model_name=...)`` passed to ``simple_evaluate`` by a user wins.
     """
-    from lmms_eval.tasks import TaskManager
-
-    manager = caller_local("task_manager", TaskManager)
+    manager = upstream.pending_task_manager()
     if manager is None:
         eval_logger.warning(
             f"V-Reason: no lmms-eval TaskManager found while building the model; tasks pick prompts by the name "
             f"they were given. For the baseline's prompts pass task_manager=TaskManager(model_name={prompt_model!r})."
         )
         return False
-    if manager.model_name in own_names and manager.model_name != prompt_model:
+    current = upstream.task_manager_model_name(manager)
+    if current in own_names and current != prompt_model:
         eval_logger.info(
             f"V-Reason: tasks will pick prompts and generation kwargs for {prompt_model!r} (not "
-            f"{manager.model_name!r}), as the baseline does; pass prompt_model=own to keep the own name"
+            f"{current!r}), as the baseline does; pass prompt_model=own to keep the own name"
         )
-        manager.model_name = prompt_model
-    return manager.model_name == prompt_model
+        upstream.set_task_manager_model_name(manager, prompt_model)
+    return upstream.task_manager_model_name(manager) == prompt_model
 
 
 def run_stamp() -> str:
     """The run's ``datetime_str`` (the prefix of lmms-eval's results and samples files), else a new one."""
-    from lmms_eval.utils import get_datetime_str
-
-    stamp = caller_local("datetime_str", str)
-    return stamp.replace(":", "-") if stamp else get_datetime_str()
+    stamp = upstream.run_datetime_str()
+    return stamp.replace(":", "-") if stamp else upstream.new_datetime_str()

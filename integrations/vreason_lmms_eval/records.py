@@ -138,8 +138,7 @@ def cli_output_dir(argv: list[str] | None = None) -> Path | None:
     ``None`` when the process was not started with ``--output_path`` (e.g. ``simple_evaluate`` from Python).
     The model name is derived from ``--model_args`` with lmms-eval's own helpers, as its tracker does.
     """
-    from lmms_eval.loggers.evaluation_tracker import GeneralConfigTracker
-    from lmms_eval.utils import sanitize_model_name
+    from .upstream import output_model_name
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--output_path")
@@ -147,4 +146,4 @@ def cli_output_dir(argv: list[str] | None = None) -> Path | None:
     known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if not known.output_path:
         return None
-    return Path(known.output_path) / sanitize_model_name(GeneralConfigTracker._get_model_name(known.model_args))
+    return Path(known.output_path) / output_model_name(known.model_args)
