@@ -1,4 +1,4 @@
-"""The ``vreason`` command line: ``demo``, ``run``, ``plot`` and ``adapters``.
+"""The ``vreason`` command line: ``demo``, ``run``, ``plot``, ``adapters`` and ``doctor``.
 
 Imports stay light at module level (no torch, no transformers) so ``vreason --help`` and ``vreason plot``
 start fast; each command imports what it needs. Every error ends as one line on stderr and exit code 1
@@ -245,6 +245,12 @@ def cmd_adapters(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from .doctor import run
+
+    return run()
+
+
 # ---------------------------------------------------------------------------------------------- parser
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -319,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Adapters: where each spec comes from and which models it matches.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_adapters)
+
+    p = sub.add_parser("doctor", parents=[common], help="check this installation: versions, registrations, self-test",
+                       description="Versions against the supported ranges, registered adapters and lmms-eval models, "
+                                   "and a self-test on a tiny model (offline, about ten seconds). Exit 1 on a failure.")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

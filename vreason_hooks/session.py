@@ -68,6 +68,8 @@ class _Generation:
     spans: list[torch.Tensor]
     switches: list[EntropySwitch]
     traces: list[Trace]
+    call: int = 0
+    """The session's ``generate`` call number this prefill belongs to."""
     step: int = -1
     finished: list[bool] = field(default_factory=list)
     controller: ValueController | None = None
@@ -274,11 +276,15 @@ class Session:
         return None
 
     def _check_decode_cache(self, cache, new_tokens: int) -> None:
-        """Inside ``generate``, every step after the prefill must carry the cache the prefill filled."""
+        """Inside one ``generate`` call there is one prefill; every later forward must carry the cache it filled.
+
+        A forward that arrives without it would otherwise look like a new prefill: V-Reason would restart at
+        every token and never update (what transformers 5.24's keyword rename did to the first release).
+        """
         state = self._state
-        if not self._in_generate or state is None or state.cache is None or new_tokens != 1:
+        if not self._in_generate or state is None or state.call != self._calls:
             return
-        if cache is None:
+        if cache is None or upstream.cache_length(cache) == 0 or (state.cache is not None and cache is not state.cache):
             raise UpstreamError(
                 f"V-Reason: a decode step of {type(self.model).__name__} arrived without the KV cache the prefill "
                 f"created (looked for keyword {self._model_cache_keyword!r}); {upstream.version_note()}"
@@ -361,7 +367,9 @@ class Session:
         ]
         self.traces.extend(traces)
         switches = [EntropySwitch(self.config.ema_beta, self.config.objective, self.config.ema_init) for _ in range(batch)]
-        self._state = _Generation(spans=spans, switches=switches, traces=traces, finished=[False] * batch)
+        self._state = _Generation(
+            spans=spans, switches=switches, traces=traces, call=self._calls, finished=[False] * batch
+        )
 
     def _check_required_inputs(self, kwargs) -> None:
         missing = [name for name in self.adapter.spec.inputs.required if kwargs.get(name) is None]

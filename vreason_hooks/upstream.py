@@ -51,8 +51,9 @@ def supported_ranges() -> dict[str, str]:
     for line in metadata.requires(DISTRIBUTION) or []:
         requirement = Requirement(line)
         name = requirement.name.lower()
-        if str(requirement.specifier) and name not in ranges:
-            ranges[name] = str(requirement.specifier)
+        if str(requirement.specifier) and name not in ranges:  # lower bound first: ">=5.23.0,<5.25"
+            parts = sorted(map(str, requirement.specifier), key=lambda part: (not part.startswith(">"), part))
+            ranges[name] = ",".join(parts)
     return ranges
 
 

@@ -1,0 +1,67 @@
+"""The seam to lmms-eval (vreason_lmms_eval.upstream): the internals the integration reads still exist where it
+reads them, and the filelock stand-in makes lmms-eval's own deadlock patch work on filelock 4.3."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+pytest.importorskip("lmms_eval")
+
+from vreason_lmms_eval import upstream  # noqa: E402
+
+
+def test_simple_evaluate_still_builds_the_locals_we_read():
+    from lmms_eval import evaluator
+
+    names = evaluator.simple_evaluate.__wrapped__.__code__.co_varnames if hasattr(
+        evaluator.simple_evaluate, "__wrapped__") else evaluator.simple_evaluate.__code__.co_varnames
+    assert upstream.TASK_MANAGER_LOCAL in names and upstream.RUN_STAMP_LOCAL in names
+
+
+def test_task_manager_has_the_model_name_we_rename():
+    from lmms_eval.tasks import TaskManager
+
+    assert "model_name" in inspect.signature(TaskManager.__init__).parameters
+
+
+def test_pending_task_manager_and_run_stamp_are_found_up_the_stack():
+    from lmms_eval.tasks import TaskManager
+
+    def simple_evaluate():
+        task_manager = TaskManager.__new__(TaskManager)  # noqa: F841 - read through the frame
+        task_manager.model_name = "vreason_qwen2_5_vl"
+        datetime_str = "20261130_000000"  # noqa: F841
+        return model_init()
+
+    def model_init():
+        return upstream.pending_task_manager(), upstream.run_datetime_str()
+
+    manager, stamp = simple_evaluate()
+    assert upstream.task_manager_model_name(manager) == "vreason_qwen2_5_vl" and stamp == "20261130_000000"
+    upstream.set_task_manager_model_name(manager, "qwen2_5_vl")
+    assert manager.model_name == "qwen2_5_vl"
+    assert upstream.pending_task_manager() is None  # outside a run
+
+
+def test_filelock_api_is_importable_and_lmms_eval_patch_runs():
+    import vreason_lmms_eval
+
+    assert vreason_lmms_eval.FILELOCK_API in ("native", "shim")
+    api = importlib.import_module("filelock._api")
+    assert callable(api.FileLockMeta.__call__) and api.BaseFileLock is not None and hasattr(api, "_UNSET_FILE_MODE")
+    from lmms_eval.evaluator import _enable_reentrant_filelocks
+
+    _enable_reentrant_filelocks()  # the call every lmms-eval run makes; it imports filelock._api
+    import filelock
+
+    lock_a, lock_b = filelock.FileLock("/tmp/vreason-test.lock"), filelock.FileLock("/tmp/vreason-test.lock")
+    assert lock_a is lock_b  # the patch's cross-class singleton really is in force
+    with lock_a:
+        pass
+
+
+def test_output_model_name_matches_lmms_eval_folders():
+    assert upstream.output_model_name("pretrained=/tmp/ckpt/tiny-qwen,lr=0.1").endswith("tiny-qwen")
