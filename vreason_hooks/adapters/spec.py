@@ -57,6 +57,68 @@ class InputRules(BaseModel):
     required: list[str] = []
 
 
+class ConfigFields(BaseModel):
+    """Where the model config keeps what the engine and the tools read (field names, checked at attach).
+
+    The video token id field is ``span.token_id_field``; these are the others.
+    """
+
+    model_config = _STRICT
+
+    text_config: str | None = None
+    """The sub-config of the language model (``"text_config"``); ``None``: the top-level config is it."""
+    image_token_id: str | None = None
+    """The field holding the image placeholder id (``image_token_id``, ``image_token_index``), if any."""
+
+
+class PositionRule(BaseModel):
+    """How the model positions a decode step, i.e. what it computes itself when given no ``position_ids``.
+
+    ``kind = "plain"``: ``arange(past, past + new)`` (Llama, LLaVA, InternVL...). ``kind = "mrope"``:
+    multimodal rotary positions (Qwen-VL, GLM-4V): ``rows`` identical rows of the plain positions plus a
+    per-sequence offset the model keeps after prefill at the attribute path ``rope_deltas``. V-Reason Lite
+    reads this to position decode steps after it shrank the cache.
+    """
+
+    model_config = _STRICT
+
+    kind: Literal["plain", "mrope"] = "plain"
+    rows: int | None = None
+    """``mrope``: number of position rows (3: temporal, height, width)."""
+    rope_deltas: str | None = None
+    """``mrope``: dotted attribute path, from the top-level model, of the ``(batch or 1, 1)`` offsets."""
+    sections_field: str | None = None
+    """``mrope``: dotted path in the text config of the rotary sections (checked at attach), e.g.
+    ``rope_parameters.mrope_section``."""
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> "PositionRule":
+        mrope = ("rows", "rope_deltas")
+        if self.kind == "mrope":
+            missing = [name for name in mrope if getattr(self, name) in (None, "")]
+            if missing:
+                raise ValueError(f"positions.kind = 'mrope' needs positions.{missing[0]}")
+            if self.rows < 1:
+                raise ValueError("positions.rows must be >= 1")
+        else:
+            extra = [name for name in (*mrope, "sections_field") if getattr(self, name) is not None]
+            if extra:
+                raise ValueError(f"positions.kind = 'plain' takes no positions.{extra[0]}")
+        return self
+
+
+class ProcessorRules(BaseModel):
+    """How ``vreason run`` calls the model's processor with frames it sampled itself."""
+
+    model_config = _STRICT
+
+    video_metadata: bool = False
+    """Pass ``video_metadata`` (fps, frame indices, total frames) so the model's temporal positions or
+    timestamps follow the real clip timing."""
+    video_kwargs: dict[str, bool | int | float | str] = {}
+    """Extra keyword arguments of the processor call (e.g. ``do_sample_frames = false``: frames are sampled)."""
+
+
 class AdapterSpec(BaseModel):
     """One model family, as written in a spec file (see ``docs/adding-a-model.md``)."""
 
@@ -69,6 +131,11 @@ class AdapterSpec(BaseModel):
     modules: ModulePaths
     span: SpanRule
     inputs: InputRules = InputRules()
+    config: ConfigFields = ConfigFields()
+    positions: PositionRule = PositionRule()
+    processor: ProcessorRules = ProcessorRules()
+    lmms_eval_model: str | None = None
+    """The lmms-eval model name that runs this family with V-Reason (``--model NAME``), for the support table."""
     source: str = ""
     """Where the spec was read from (set by the loader, not written in files)."""
 
