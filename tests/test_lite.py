@@ -9,7 +9,7 @@ import torch
 
 import vreason_hooks as vreason
 from vreason_hooks import testing as T
-from vreason_hooks import upstream
+from vreason_hooks import adapters, upstream
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count, token_scores
 
@@ -271,13 +271,13 @@ def test_mask_is_created_for_filler_rows_when_generate_drops_it():
         def get_seq_length(self):
             return 4 + 2  # two tokens generated since prefill
 
-    out = layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": None}, Cache(), None)
+    out = layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": None}, Cache(), None, adapters.get("llama"))
     assert out["attention_mask"].tolist() == [[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
     assert out["position_ids"].tolist() == [[6], [6]]  # original coordinates: 4 prompt + 2 generated
     mask = torch.tensor([[1, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])  # generate's mask, original coordinates
     assert layout.map_attention_mask(mask).tolist() == [[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
     with pytest.raises(UnsupportedSettingError, match="original coordinates"):
-        layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": mask[:, :-1]}, Cache(), None)
+        layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": mask[:, :-1]}, Cache(), None, adapters.get("llama"))
 
 
 def test_sliding_window_caches_are_refused():

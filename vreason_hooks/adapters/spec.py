@@ -145,6 +145,63 @@ class AdapterSpec(BaseModel):
             return True
         return bool(set(getattr(config, "architectures", None) or ()) & set(self.architectures))
 
+    def where(self) -> str:
+        """How errors name this spec: its file, else its name."""
+        return f"adapter spec {self.source or self.name}"
+
+    def text_config(self, config):
+        """The language model's config (``config.<config.text_config>``, else ``config`` itself)."""
+        if self.config.text_config is None:
+            return config
+        return getattr(config, self.config.text_config)
+
+    def check_config(self, config) -> None:
+        """Every config field the spec names exists in ``config``; else a :class:`SpecError` naming the key.
+
+        Called before any weights load (``vreason run``) and at ``attach``, so a wrong field never surfaces
+        as a confusing error in the middle of ``generate``.
+        """
+        kind = type(config).__name__
+
+        def fail(key: str, value: str) -> None:
+            raise SpecError(f"{self.where()}: key {key!r}: the model config ({kind}) has no field {value!r}")
+
+        if self.config.text_config is not None and getattr(config, self.config.text_config, None) is None:
+            fail("config.text_config", self.config.text_config)
+        for key, value in (("span.token_id_field", self.span.token_id_field),
+                           ("config.image_token_id", self.config.image_token_id)):
+            if value is not None and not isinstance(getattr(config, value, None), int):
+                fail(key, value)
+        if self.positions.sections_field is not None:
+            node = self.text_config(config)
+            for part in self.positions.sections_field.split("."):
+                node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+            if not node or (self.positions.rows is not None and len(node) != self.positions.rows):
+                raise SpecError(
+                    f"{self.where()}: key 'positions.sections_field': the text config has no "
+                    f"{self.positions.sections_field!r} with positions.rows = {self.positions.rows} entries"
+                )
+
+    def decode_positions(self, model, past: int, new: int, batch: int, device) -> torch.Tensor:
+        """The ``position_ids`` the model computes itself for ``new`` tokens after ``past`` cached ones.
+
+        Returns:
+            ``(batch, new)`` for plain positions; ``(rows, batch, new)`` for M-RoPE: the plain positions plus
+            the per-sequence offset the model kept at prefill (``positions.rope_deltas``).
+        """
+        import torch
+
+        from .. import upstream
+
+        positions = torch.arange(past, past + new, device=device).expand(batch, new)
+        if self.positions.kind == "plain":
+            return positions
+        deltas = upstream.model_attribute(model, self.positions.rope_deltas)
+        if deltas is None:  # no multimodal prefill (text-only prompt): the model falls back to plain rows too
+            return positions.unsqueeze(0).expand(self.positions.rows, batch, new)
+        deltas = deltas.to(device).repeat_interleave(batch // deltas.shape[0], dim=0)
+        return (positions + deltas).unsqueeze(0).expand(self.positions.rows, batch, new)
+
     def span_token_id(self, config) -> int | None:
         """The input id that marks span positions, read from the model config (``None`` for prompt spans)."""
         if self.span.kind != "token":
