@@ -164,6 +164,49 @@ def tiny_glm4v(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int 
     return _instantiate(Glm4vForConditionalGeneration, config, attn, seed, dtype)
 
 
+def tiny_llava_next_video(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                          dtype=torch.float32):
+    """A LLaVA-NeXT-Video with a tiny CLIP tower (56 px, 4x4 patches pooled to 2x2 per frame) and Llama LM."""
+    from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
+
+    config = LlavaNextVideoConfig(
+        text_config={"model_type": "llama", **_common_text(hidden, layers, 4, 2, vocab)},
+        vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=56, patch_size=14, projection_dim=32),
+        image_token_index=IMAGE_TOKEN, video_token_index=VIDEO_TOKEN, vision_feature_layer=-1,
+        image_grid_pinpoints=[[56, 56]], tie_word_embeddings=False,
+    )
+    return _instantiate(LlavaNextVideoForConditionalGeneration, config, attn, seed, dtype)
+
+
+def tiny_video_llama_3(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                       dtype=torch.float32):
+    """A VideoLLaMA3 with a 2-layer SigLIP-style tower (patch 14) and a 2-layer Qwen2 LM."""
+    from transformers import VideoLlama3Config, VideoLlama3ForConditionalGeneration
+
+    config = VideoLlama3Config(
+        text_config={"model_type": "qwen2", **_common_text(hidden, layers, 4, 2, vocab)},
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           patch_size=14),
+        image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN, tie_word_embeddings=False,
+    )
+    return _instantiate(VideoLlama3ForConditionalGeneration, config, attn, seed, dtype)
+
+
+def tiny_internvl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                  dtype=torch.float32):
+    """An InternVL3 with a 2-layer InternViT (56 px: 4x4 patches, pixel-shuffled to 4 tokens) and Qwen2 LM."""
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+
+    config = InternVLConfig(
+        text_config={"model_type": "qwen2", **_common_text(hidden, layers, 4, 2, vocab)},
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=[56, 56], patch_size=[14, 14]),
+        image_token_id=IMAGE_TOKEN, image_seq_length=4, tie_word_embeddings=False,
+    )
+    return _instantiate(InternVLForConditionalGeneration, config, attn, seed, dtype)
+
+
 def tiny_llama(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
                dtype=torch.float32):
     """A 2-layer Llama (the text-only adapter's family; SmolLM2 is one)."""
@@ -329,6 +372,53 @@ def grid_video_inputs(model, batch: int = 1, grid: int = 4, prefix: int = 5, suf
     }
 
 
+def frame_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, suffix: int = 6, seed: int = 0,
+                       pad: list[int] | None = None) -> dict:
+    """Inputs of the families that encode a video as whole frames ``(frames, 3, H, W)`` per sequence.
+
+    LLaVA-NeXT-Video: ``pixel_values_videos (batch, frames, 3, H, W)``, ``(side / 2)**2`` pooled tokens per
+    frame. InternVL (frames as images, as its processor does): ``pixel_values (batch * frames, 3, H, W)``,
+    ``side**2 / 4`` pixel-shuffled tokens per frame, each frame between ``VISION_START`` / ``VISION_END``.
+    Row ``b`` has exactly ``pad[b]`` left-padding tokens.
+    """
+    config = model.config
+    vision = config.vision_config
+    size = vision.image_size[0] if isinstance(vision.image_size, (list, tuple)) else vision.image_size
+    patch = vision.patch_size[0] if isinstance(vision.patch_size, (list, tuple)) else vision.patch_size
+    per_frame = (size // patch // 2) ** 2
+    token = _span_token(model)
+    as_images = not hasattr(config, "video_token_index")  # InternVL has no video token: frames are images
+    if as_images:
+        middle = ([VISION_START] + [token] * per_frame + [VISION_END]) * frames
+    else:
+        middle = [token] * (frames * per_frame)
+    input_ids, mask, g = _ragged_rows(batch, pad, seed, middle, prefix, suffix)
+    pixels = torch.randn(batch, frames, 3, size, size, generator=g).to(model.dtype)
+    if as_images:
+        return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": pixels.flatten(0, 1)}
+    return {"input_ids": input_ids, "attention_mask": mask, "pixel_values_videos": pixels}
+
+
+def patch_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, prefix: int = 5, suffix: int = 6,
+                       seed: int = 0, pad: list[int] | None = None) -> dict:
+    """VideoLLaMA3 inputs: one video of ``frames x grid x grid`` patches per sequence, merged 2x2, i.e.
+    ``frames * grid**2 / 4`` video tokens. Row ``b`` has exactly ``pad[b]`` left-padding tokens."""
+    config = model.config
+    vision = config.vision_config
+    merge = 2
+    middle = [_span_token(model)] * (frames * grid * grid // merge**2)
+    input_ids, mask, g = _ragged_rows(batch, pad, seed, middle, prefix, suffix)
+    patch_dim = vision.num_channels * vision.patch_size**2
+    pixels = torch.randn(batch * frames * grid * grid, patch_dim, generator=g).to(model.dtype)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "pixel_values_videos": pixels,
+        "video_grid_thw": torch.tensor([[frames, grid, grid]] * batch),
+        "video_merge_sizes": torch.tensor([merge] * batch),
+    }
+
+
 def _text_family_inputs(model, batch: int = 1, pad: list[int] | None = None, seed: int = 0) -> dict:
     return text_inputs(batch=batch, pad=pad, seed=seed)
 
@@ -342,6 +432,9 @@ FAMILIES = {
     "qwen3_vl": (tiny_qwen3_vl, grid_video_inputs),
     "qwen3_vl_moe": (tiny_qwen3_vl_moe, grid_video_inputs),
     "glm4v": (tiny_glm4v, grid_video_inputs),
+    "llava_next_video": (tiny_llava_next_video, frame_video_inputs),
+    "video_llama_3": (tiny_video_llama_3, patch_video_inputs),
+    "internvl": (tiny_internvl, frame_video_inputs),
 }
 """Adapter name -> (build(attn=..., seed=...), make_inputs(model, batch=, pad=, seed=)). One line per shipped
 adapter: the test matrix (tests/test_matrix.py) runs every check over this table."""
