@@ -103,6 +103,44 @@ def test_pruned_cache_decodes_like_full_cache_with_pruned_positions_masked(name,
         assert session.traces[0].delta_norm == pytest.approx(ref_session.traces[0].delta_norm, rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(T.FAMILIES))
+def test_every_family_decodes_a_pruned_cache_like_the_masked_reference(name):
+    """The matrix's ragged batch of every family (rows left-padded differently) under Lite with the controller
+    on: same tokens and logits as the full cache with the dropped positions masked."""
+    build, make_inputs = T.FAMILIES[name]
+    model = build()
+    inputs = make_inputs(model, batch=2, pad=[0, 3])
+    settings = dict(objective="switch", step_interval=2, lr=1e-2)
+    lite, session = _generate(model, inputs, vreason.VReasonConfig(lite=True, **settings))
+    dropped = [t.pruned for t in session.traces]
+    assert all(dropped)
+    reference, ref_session = _generate(model, inputs, vreason.VReasonConfig(**settings), dropped)
+    unmasked, _ = _generate(model, inputs, vreason.VReasonConfig(**settings))
+    assert torch.equal(lite.sequences, reference.sequences)
+    assert _max_diff(lite, reference) < ATOL
+    assert _max_diff(lite, unmasked) > 1e-3
+    assert session.traces[0].update_steps == ref_session.traces[0].update_steps
+    assert session.traces[1].delta_norm == pytest.approx(ref_session.traces[1].delta_norm, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(T.FAMILIES))
+def test_decode_positions_follow_the_spec(name):
+    """Without position_ids a decode step gets what the model computes itself: the spec's [positions]."""
+    build, make_inputs = T.FAMILIES[name]
+    model = build()
+    spec = adapters.find_adapter(model)
+    inputs = make_inputs(model, batch=2, pad=[0, 3])
+    model(**inputs, use_cache=True)  # prefill: an M-RoPE model keeps its per-row offsets now
+    positions = spec.decode_positions(model, 20, 1, 2, "cpu")
+    if spec.positions.kind == "plain":
+        assert positions.tolist() == [[20], [20]]
+    else:
+        deltas = upstream.model_attribute(model, spec.positions.rope_deltas)
+        assert positions.shape == (spec.positions.rows, 2, 1)
+        assert torch.equal(positions[:, :, 0], (20 + deltas.flatten()).expand(spec.positions.rows, 2))
+        assert deltas.ne(0).all(), "a video prompt shifts M-RoPE positions: the check can fail"
+
+
 def test_per_layer_scope_decodes_like_per_layer_masks():
     # Reference: eager attention, each layer's 4-D mask gets -inf at that layer's own dropped positions.
     model = T.tiny_llama(attn="eager", layers=3)
