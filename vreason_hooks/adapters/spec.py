@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError, model_validator
 
 from ..errors import SpecError
 
@@ -112,7 +112,7 @@ class ProcessorRules(BaseModel):
 
     model_config = _STRICT
 
-    video_metadata: bool = False
+    video_metadata: StrictBool = False
     """Pass ``video_metadata`` (fps, frame indices, total frames) so the model's temporal positions or
     timestamps follow the real clip timing."""
     video_kwargs: dict[str, bool | int | float | str] = {}
@@ -134,6 +134,8 @@ class AdapterSpec(BaseModel):
     config: ConfigFields = ConfigFields()
     positions: PositionRule = PositionRule()
     processor: ProcessorRules = ProcessorRules()
+    attention: list[Literal["sdpa", "eager", "flash_attention_2"]] = ["sdpa", "eager"]
+    """The attention kernels the family supports and the test matrix runs (bit-identity under each)."""
     lmms_eval_model: str | None = None
     """The lmms-eval model name that runs this family with V-Reason (``--model NAME``), for the support table."""
     source: str = ""
