@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import vreason_hooks as vreason
 from vreason_hooks import adapters
 from vreason_hooks import testing as T
 from vreason_hooks.adapters import AdapterSpec, load_spec
+from vreason_hooks.errors import SpecError
 
 VALID = {
     "lr": st.floats(0, 1),
@@ -167,3 +169,73 @@ def test_plugin_specs_come_from_the_entry_point_group(monkeypatch, tmp_path):
         assert isinstance(adapters.get("plugged"), AdapterSpec)
     finally:
         registry._cached_available.cache_clear()
+
+
+# ---------------------------------------------------------------------------------------------- quirks as data
+def _write(tmp_path, text: str):
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+_BASE = """
+name = "x"
+model_types = ["qwen3_vl"]
+[modules]
+decoder_layers = "model.language_model.layers"
+final_norm = "model.language_model.norm"
+lm_head = "lm_head"
+[span]
+kind = "token"
+token_id_field = "video_token_id"
+"""
+
+
+@pytest.mark.parametrize("extra, key", [
+    ('[positions]\nkind = "mrope"\nrope_deltas = "model.rope_deltas"\n', "positions"),
+    ('[positions]\nkind = "plain"\nrows = 3\n', "positions"),
+    ('[positions]\nkind = "rotary"\n', "positions.kind"),
+    ('[processor]\nvideo_metadata = "yes"\n', "processor.video_metadata"),
+    ('[config]\ntext_cfg = "text_config"\n', "config.text_cfg"),
+])
+def test_a_malformed_quirk_fails_at_load_naming_the_key(tmp_path, extra, key):
+    with pytest.raises(SpecError, match=f"key '{key}'"):
+        load_spec(_write(tmp_path, _BASE + extra))
+
+
+@pytest.mark.parametrize("extra, key", [
+    ('[positions]\nkind = "mrope"\nrows = 3\nrope_deltas = "model.rope_delta"\n', "positions.rope_deltas"),
+    ('[positions]\nkind = "mrope"\nrows = 4\nrope_deltas = "model.rope_deltas"\n'
+     'sections_field = "rope_parameters.mrope_section"\n', "positions.sections_field"),
+    ('[config]\ntext_config = "language_config"\n', "config.text_config"),
+    ('[config]\nimage_token_id = "image_token_index"\n', "config.image_token_id"),
+])
+def test_a_wrong_field_fails_at_attach_naming_the_key(tmp_path, extra, key):
+    from vreason_hooks.testing import tiny_qwen3_vl
+
+    spec = load_spec(_write(tmp_path, _BASE + extra))
+    with pytest.raises(SpecError, match=f"key '{key}'"):
+        vreason.attach(tiny_qwen3_vl(), adapter=spec).__enter__()
+
+
+def test_the_docs_support_table_is_the_generated_one():
+    from vreason_hooks.adapters import available
+    from vreason_hooks.adapters.table import markdown_block
+
+    docs = (Path(__file__).parents[1] / "docs" / "adapters.md").read_text()
+    assert markdown_block(available()) in docs, "regenerate the table: vreason adapters --markdown"
+
+
+def test_family_names_live_in_spec_files_only():
+    """No engine module branches on a model family: quirks are spec data."""
+    from vreason_hooks.adapters import available
+
+    root = Path(__file__).parents[1] / "vreason_hooks"
+    allowed = {"testing.py", "tiny_checkpoints.py"}  # tiny-model builders, one per family
+    names = {s.name for s in available()} - {"llama", "qwen2"}  # text names also mean tokenizers/configs
+    for path in root.rglob("*.py"):
+        if path.name in allowed:
+            continue
+        text = path.read_text()
+        for name in names:
+            assert f'"{name}"' not in text and f"'{name}'" not in text, f"{path.name} names {name!r}"

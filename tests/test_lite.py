@@ -9,7 +9,7 @@ import torch
 
 import vreason_hooks as vreason
 from vreason_hooks import testing as T
-from vreason_hooks import upstream
+from vreason_hooks import adapters, upstream
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count, token_scores
 
@@ -101,6 +101,44 @@ def test_pruned_cache_decodes_like_full_cache_with_pruned_positions_masked(name,
     if objective == "switch":  # the controller ran on the pruned cache and took the same steps
         assert session.traces[0].update_steps and session.traces[0].update_steps == ref_session.traces[0].update_steps
         assert session.traces[0].delta_norm == pytest.approx(ref_session.traces[0].delta_norm, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(T.FAMILIES))
+def test_every_family_decodes_a_pruned_cache_like_the_masked_reference(name):
+    """The matrix's ragged batch of every family (rows left-padded differently) under Lite with the controller
+    on: same tokens and logits as the full cache with the dropped positions masked."""
+    build, make_inputs = T.FAMILIES[name]
+    model = build()
+    inputs = make_inputs(model, batch=2, pad=[0, 3])
+    settings = dict(objective="switch", step_interval=2, lr=1e-2)
+    lite, session = _generate(model, inputs, vreason.VReasonConfig(lite=True, **settings))
+    dropped = [t.pruned for t in session.traces]
+    assert all(dropped)
+    reference, ref_session = _generate(model, inputs, vreason.VReasonConfig(**settings), dropped)
+    unmasked, _ = _generate(model, inputs, vreason.VReasonConfig(**settings))
+    assert torch.equal(lite.sequences, reference.sequences)
+    assert _max_diff(lite, reference) < ATOL
+    assert _max_diff(lite, unmasked) > 1e-3
+    assert session.traces[0].update_steps == ref_session.traces[0].update_steps
+    assert session.traces[1].delta_norm == pytest.approx(ref_session.traces[1].delta_norm, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(T.FAMILIES))
+def test_decode_positions_follow_the_spec(name):
+    """Without position_ids a decode step gets what the model computes itself: the spec's [positions]."""
+    build, make_inputs = T.FAMILIES[name]
+    model = build()
+    spec = adapters.find_adapter(model)
+    inputs = make_inputs(model, batch=2, pad=[0, 3])
+    model(**inputs, use_cache=True)  # prefill: an M-RoPE model keeps its per-row offsets now
+    positions = spec.decode_positions(model, 20, 1, 2, "cpu")
+    if spec.positions.kind == "plain":
+        assert positions.tolist() == [[20], [20]]
+    else:
+        deltas = upstream.model_attribute(model, spec.positions.rope_deltas)
+        assert positions.shape == (spec.positions.rows, 2, 1)
+        assert torch.equal(positions[:, :, 0], (20 + deltas.flatten()).expand(spec.positions.rows, 2))
+        assert deltas.ne(0).all(), "a video prompt shifts M-RoPE positions: the check can fail"
 
 
 def test_per_layer_scope_decodes_like_per_layer_masks():
@@ -271,13 +309,13 @@ def test_mask_is_created_for_filler_rows_when_generate_drops_it():
         def get_seq_length(self):
             return 4 + 2  # two tokens generated since prefill
 
-    out = layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": None}, Cache(), None)
+    out = layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": None}, Cache(), None, adapters.get("llama"))
     assert out["attention_mask"].tolist() == [[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
     assert out["position_ids"].tolist() == [[6], [6]]  # original coordinates: 4 prompt + 2 generated
     mask = torch.tensor([[1, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])  # generate's mask, original coordinates
     assert layout.map_attention_mask(mask).tolist() == [[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
     with pytest.raises(UnsupportedSettingError, match="original coordinates"):
-        layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": mask[:, :-1]}, Cache(), None)
+        layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": mask[:, :-1]}, Cache(), None, adapters.get("llama"))
 
 
 def test_sliding_window_caches_are_refused():

@@ -226,8 +226,14 @@ def cmd_adapters(args) -> int:
     from rich.table import Table
 
     from .adapters import available, builtin_spec_paths
+    from .adapters.table import positions_cell, span_cell
 
     specs = available()
+    if args.markdown:
+        from .adapters.table import markdown_table
+
+        print(markdown_table(specs))
+        return 0
     if args.json:
         import json
 
@@ -235,12 +241,13 @@ def cmd_adapters(args) -> int:
         return 0
     builtin = {str(p) for p in builtin_spec_paths()}
     table = Table(title=f"{len(specs)} adapters", title_justify="left")
-    for column in ("name", "matches (model_type, architectures)", "controlled span", "from"):
+    for column in ("name", "matches (model_type, architectures)", "controlled span", "Lite positions",
+                   "lmms-eval model", "from"):
         table.add_column(column, overflow="fold")
     for s in specs:
-        span = "the prompt" if s.span.kind == "prompt" else f"tokens = config.{s.span.token_id_field}"
         source = f"built-in specs/{Path(s.source).name}" if s.source in builtin else s.source
-        table.add_row(s.name, ", ".join(s.model_types + s.architectures), span, source)
+        table.add_row(s.name, ", ".join(s.model_types + s.architectures), span_cell(s).replace("`", ""),
+                      positions_cell(s).replace("`", ""), s.lmms_eval_model or "-", source)
     Console().print(table)
     return 0
 
@@ -324,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("adapters", parents=[common], help="list the model adapters this installation knows",
                        description="Adapters: where each spec comes from and which models it matches.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--markdown", action="store_true", help="the support table in Markdown (as in docs/adapters.md)")
     p.set_defaults(func=cmd_adapters)
 
     p = sub.add_parser("doctor", parents=[common], help="check this installation: versions, registrations, self-test",

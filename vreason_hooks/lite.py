@@ -13,8 +13,9 @@ What happens, per ``generate`` call (see ``docs/lite.md``):
 4. **Decode** inside an unmodified ``generate``: the 2-D attention mask ``generate`` grows in original
    coordinates (``L + t`` columns) is mapped to the pruned layout by one fixed column gather for the first
    ``L`` columns plus the new columns as they are. Positions need nothing: cached keys carry their rotary
-   phase already, and ``generate`` passes ``position_ids`` computed from the original prompt (Qwen2.5-VL's
-   M-RoPE positions included). A caller that passes none gets the positions an unpruned cache would give.
+   phase already, and ``generate`` passes ``position_ids`` computed from the original prompt (M-RoPE
+   positions included). A caller that passes none gets the positions an unpruned cache would give, as the
+   adapter spec's ``[positions]`` describes them.
 
 Nothing in this module knows about the controller; :mod:`vreason_hooks.session` calls :func:`prune_cache`
 at prefill and :meth:`PrunedLayout.rewrite_inputs` before every decode step.
@@ -108,12 +109,13 @@ class PrunedLayout:
         head = head.masked_fill(source < 0, 0)
         return torch.cat([head, mask[:, self.original_length :]], dim=1)
 
-    def rewrite_inputs(self, kwargs: dict, cache, model) -> dict:
+    def rewrite_inputs(self, kwargs: dict, cache, model, spec) -> dict:
         """The keyword arguments of one decode step, rewritten for the pruned cache.
 
         ``attention_mask`` (original coordinates, as ``generate`` grows it) is mapped to the pruned layout,
         or created when rows have filler and ``generate`` dropped an all-ones mask; ``position_ids`` is
-        filled in (original coordinates) only when the caller passed none.
+        filled in (original coordinates, as the adapter ``spec``'s ``[positions]`` says the model computes
+        them) only when the caller passed none.
         """
         if kwargs.get("cache_position") is not None:
             raise UnsupportedSettingError(
@@ -142,22 +144,9 @@ class PrunedLayout:
                 )
             kwargs["attention_mask"] = self.map_attention_mask(mask)
         if kwargs.get("position_ids") is None:
-            kwargs["position_ids"] = _default_positions(model, self.original_length + generated, new, batch, tokens.device)
+            past = self.original_length + generated
+            kwargs["position_ids"] = spec.decode_positions(model, past, new, batch, tokens.device)
         return kwargs
-
-
-def _default_positions(model, past: int, new: int, batch: int, device) -> torch.Tensor:
-    """What the model computes itself without ``position_ids`` on an unpruned cache of length ``past``.
-
-    Llama / Qwen2 / LLaVA: ``arange(past, past + new)``; Qwen2.5-VL (a ``rope_deltas`` on the inner model):
-    the same plus its per-sequence delta, for the 3 M-RoPE rows.
-    """
-    positions = torch.arange(past, past + new, device=device).expand(batch, new)
-    deltas = upstream.rope_deltas(model)
-    if deltas is not None:
-        deltas = deltas.to(device).repeat_interleave(batch // deltas.shape[0], dim=0)
-        positions = (positions + deltas).unsqueeze(0).expand(3, batch, new)
-    return positions
 
 
 def check_prunable(cache) -> None:

@@ -272,7 +272,7 @@ class Session:
         )
         if state.lite is not None and state.step > 0:
             # Lite: generate's mask is in original coordinates; map it to the pruned cache layout.
-            return args, state.lite.rewrite_inputs(kwargs, cache, module)
+            return args, state.lite.rewrite_inputs(kwargs, cache, module, self.adapter.spec)
         return None
 
     def _check_decode_cache(self, cache, new_tokens: int) -> None:

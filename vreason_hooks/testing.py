@@ -103,6 +103,110 @@ def tiny_llava_onevision(attn: str = "sdpa", seed: int = 0, hidden: int = 64, la
                         ids.get("eos_token_id", EOS), ids.get("pad_token_id", PAD))
 
 
+def _mrope_text(hidden: int, layers: int, vocab: int, **extra) -> dict:
+    """A text config with 4 heads of ``hidden / 4`` and 3-row M-RoPE sections summing to ``head_dim / 2``."""
+    heads = 4
+    half = hidden // heads // 2
+    text = _common_text(hidden, layers, heads, 2, vocab)
+    text["head_dim"] = hidden // heads
+    text["rope_parameters"] = {
+        "rope_type": "default", "rope_theta": 1e6, "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
+        **extra,
+    }
+    return text
+
+
+def tiny_qwen3_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                  dtype=torch.float32, moe: bool = False, **ids):
+    """A Qwen3-VL (``moe=True``: Qwen3-VL-MoE, 4 experts) with a 2-layer text model and a 2-block vision tower."""
+    import transformers
+
+    text = _mrope_text(hidden, layers, vocab, mrope_interleaved=True)
+    if moe:
+        text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=hidden, decoder_sparse_step=1)
+    prefix = "Qwen3VLMoe" if moe else "Qwen3VL"
+    config = getattr(transformers, f"{prefix}Config")(
+        text_config=text,
+        vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden, patch_size=16,
+            spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16, deepstack_visual_indexes=[0],
+        ),
+        image_token_id=ids.get("image_token_id", IMAGE_TOKEN),
+        video_token_id=ids.get("video_token_id", VIDEO_TOKEN),
+        vision_start_token_id=ids.get("vision_start_token_id", VISION_START),
+        vision_end_token_id=ids.get("vision_end_token_id", VISION_END),
+        tie_word_embeddings=False,
+    )
+    model_cls = getattr(transformers, f"{prefix}ForConditionalGeneration")
+    return _instantiate(model_cls, config, attn, seed, dtype, ids.get("eos_token_id", EOS), ids.get("pad_token_id", PAD))
+
+
+def tiny_qwen3_vl_moe(attn: str = "sdpa", seed: int = 0, **kwargs):
+    """A Qwen3-VL-MoE (see :func:`tiny_qwen3_vl`)."""
+    return tiny_qwen3_vl(attn=attn, seed=seed, moe=True, **kwargs)
+
+
+def tiny_glm4v(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+               dtype=torch.float32):
+    """A GLM-4.1V with a 2-layer text model and a 2-block vision tower (video frames use the image token)."""
+    from transformers import Glm4vConfig, Glm4vForConditionalGeneration
+
+    text = _mrope_text(hidden, layers, vocab, partial_rotary_factor=0.5)
+    text["rope_parameters"]["mrope_section"] = [2, 1, 1]  # GLM rotates half of head_dim: sections sum to 4
+    config = Glm4vConfig(
+        text_config=text,
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden,
+                           patch_size=14, image_size=56, spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN, image_start_token_id=VISION_START,
+        image_end_token_id=VISION_END, video_start_token_id=VISION_START, video_end_token_id=VISION_END,
+        tie_word_embeddings=False,
+    )
+    return _instantiate(Glm4vForConditionalGeneration, config, attn, seed, dtype)
+
+
+def tiny_llava_next_video(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                          dtype=torch.float32):
+    """A LLaVA-NeXT-Video with a tiny CLIP tower (56 px, 4x4 patches pooled to 2x2 per frame) and Llama LM."""
+    from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
+
+    config = LlavaNextVideoConfig(
+        text_config={"model_type": "llama", **_common_text(hidden, layers, 4, 2, vocab)},
+        vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=56, patch_size=14, projection_dim=32),
+        image_token_index=IMAGE_TOKEN, video_token_index=VIDEO_TOKEN, vision_feature_layer=-1,
+        image_grid_pinpoints=[[56, 56]], tie_word_embeddings=False,
+    )
+    return _instantiate(LlavaNextVideoForConditionalGeneration, config, attn, seed, dtype)
+
+
+def tiny_video_llama_3(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                       dtype=torch.float32):
+    """A VideoLLaMA3 with a 2-layer SigLIP-style tower (patch 14) and a 2-layer Qwen2 LM."""
+    from transformers import VideoLlama3Config, VideoLlama3ForConditionalGeneration
+
+    config = VideoLlama3Config(
+        text_config={"model_type": "qwen2", **_common_text(hidden, layers, 4, 2, vocab)},
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           patch_size=14),
+        image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN, tie_word_embeddings=False,
+    )
+    return _instantiate(VideoLlama3ForConditionalGeneration, config, attn, seed, dtype)
+
+
+def tiny_internvl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                  dtype=torch.float32):
+    """An InternVL3 with a 2-layer InternViT (56 px: 4x4 patches, pixel-shuffled to 4 tokens) and Qwen2 LM."""
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+
+    config = InternVLConfig(
+        text_config={"model_type": "qwen2", **_common_text(hidden, layers, 4, 2, vocab)},
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=[56, 56], patch_size=[14, 14]),
+        image_token_id=IMAGE_TOKEN, image_seq_length=4, tie_word_embeddings=False,
+    )
+    return _instantiate(InternVLForConditionalGeneration, config, attn, seed, dtype)
+
+
 def tiny_llama(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
                dtype=torch.float32):
     """A 2-layer Llama (the text-only adapter's family; SmolLM2 is one)."""
@@ -218,6 +322,103 @@ def llava_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, 
     return {"input_ids": input_ids, "attention_mask": mask, "pixel_values_videos": pixels}
 
 
+def _ragged_rows(batch: int, pad: list[int] | None, seed: int, middle: list[int], prefix: int, suffix: int):
+    """``(input_ids, attention_mask)`` of ``batch`` rows ``text + middle + text``, row ``b`` left-padded by
+    exactly ``pad[b]`` tokens (its text prefix is longer by ``max(pad) - pad[b]``): a really ragged batch."""
+    pad = list(pad or [0] * batch)[:batch] + [0] * max(0, batch - len(pad or []))
+    g = torch.Generator().manual_seed(seed)
+    width = prefix + max(pad) + len(middle) + suffix
+    input_ids = torch.full((batch, width), PAD)
+    mask = torch.zeros((batch, width), dtype=torch.long)
+    for b in range(batch):
+        head = torch.randint(1, IMAGE_TOKEN, (prefix + max(pad) - pad[b],), generator=g).tolist()
+        seq = head + middle + torch.randint(1, IMAGE_TOKEN, (suffix,), generator=g).tolist()
+        input_ids[b, pad[b]:] = torch.tensor(seq)
+        mask[b, pad[b]:] = 1
+    return input_ids, mask, g
+
+
+def _span_token(model) -> int:
+    from .adapters import find_adapter
+
+    return find_adapter(model).span_token_id(model.config)
+
+
+def grid_video_inputs(model, batch: int = 1, grid: int = 4, prefix: int = 5, suffix: int = 6, seed: int = 0,
+                      pad: list[int] | None = None) -> dict:
+    """Inputs of the M-RoPE video families that split videos per frame group (Qwen3-VL, GLM-4V).
+
+    One video of one temporal patch (2 frames) of ``grid x grid`` patches per sequence, i.e. ``grid**2 / 4``
+    placeholder tokens (the adapter's span token) between ``VISION_START`` and ``VISION_END``, marked 2 in
+    ``mm_token_type_ids``. Row ``b`` has exactly ``pad[b]`` left-padding tokens.
+    """
+    config = model.config
+    vision = config.vision_config
+    n_video = grid * grid // vision.spatial_merge_size**2
+    middle = [VISION_START] + [_span_token(model)] * n_video + [VISION_END]
+    input_ids, mask, g = _ragged_rows(batch, pad, seed, middle, prefix, suffix)
+    types = torch.zeros_like(input_ids)
+    for b in range(batch):
+        start = int((input_ids[b] == VISION_START).nonzero()[0]) + 1
+        types[b, start:start + n_video] = 2
+    patch_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
+    pixels = torch.randn(batch * grid * grid, patch_dim, generator=g).to(model.dtype)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "mm_token_type_ids": types,
+        "pixel_values_videos": pixels,
+        "video_grid_thw": torch.tensor([[1, grid, grid]] * batch),
+    }
+
+
+def frame_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, suffix: int = 6, seed: int = 0,
+                       pad: list[int] | None = None) -> dict:
+    """Inputs of the families that encode a video as whole frames ``(frames, 3, H, W)`` per sequence.
+
+    LLaVA-NeXT-Video: ``pixel_values_videos (batch, frames, 3, H, W)``, ``(side / 2)**2`` pooled tokens per
+    frame. InternVL (frames as images, as its processor does): ``pixel_values (batch * frames, 3, H, W)``,
+    ``side**2 / 4`` pixel-shuffled tokens per frame, each frame between ``VISION_START`` / ``VISION_END``.
+    Row ``b`` has exactly ``pad[b]`` left-padding tokens.
+    """
+    config = model.config
+    vision = config.vision_config
+    size = vision.image_size[0] if isinstance(vision.image_size, (list, tuple)) else vision.image_size
+    patch = vision.patch_size[0] if isinstance(vision.patch_size, (list, tuple)) else vision.patch_size
+    per_frame = (size // patch // 2) ** 2
+    token = _span_token(model)
+    as_images = not hasattr(config, "video_token_index")  # InternVL has no video token: frames are images
+    if as_images:
+        middle = ([VISION_START] + [token] * per_frame + [VISION_END]) * frames
+    else:
+        middle = [token] * (frames * per_frame)
+    input_ids, mask, g = _ragged_rows(batch, pad, seed, middle, prefix, suffix)
+    pixels = torch.randn(batch, frames, 3, size, size, generator=g).to(model.dtype)
+    if as_images:
+        return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": pixels.flatten(0, 1)}
+    return {"input_ids": input_ids, "attention_mask": mask, "pixel_values_videos": pixels}
+
+
+def patch_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, prefix: int = 5, suffix: int = 6,
+                       seed: int = 0, pad: list[int] | None = None) -> dict:
+    """VideoLLaMA3 inputs: one video of ``frames x grid x grid`` patches per sequence, merged 2x2, i.e.
+    ``frames * grid**2 / 4`` video tokens. Row ``b`` has exactly ``pad[b]`` left-padding tokens."""
+    config = model.config
+    vision = config.vision_config
+    merge = 2
+    middle = [_span_token(model)] * (frames * grid * grid // merge**2)
+    input_ids, mask, g = _ragged_rows(batch, pad, seed, middle, prefix, suffix)
+    patch_dim = vision.num_channels * vision.patch_size**2
+    pixels = torch.randn(batch * frames * grid * grid, patch_dim, generator=g).to(model.dtype)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "pixel_values_videos": pixels,
+        "video_grid_thw": torch.tensor([[frames, grid, grid]] * batch),
+        "video_merge_sizes": torch.tensor([merge] * batch),
+    }
+
+
 def _text_family_inputs(model, batch: int = 1, pad: list[int] | None = None, seed: int = 0) -> dict:
     return text_inputs(batch=batch, pad=pad, seed=seed)
 
@@ -228,6 +429,12 @@ FAMILIES = {
     "llava_onevision": (tiny_llava_onevision, llava_video_inputs),
     "llama": (tiny_llama, _text_family_inputs),
     "qwen2": (tiny_qwen2, _text_family_inputs),
+    "qwen3_vl": (tiny_qwen3_vl, grid_video_inputs),
+    "qwen3_vl_moe": (tiny_qwen3_vl_moe, grid_video_inputs),
+    "glm4v": (tiny_glm4v, grid_video_inputs),
+    "llava_next_video": (tiny_llava_next_video, frame_video_inputs),
+    "video_llama_3": (tiny_video_llama_3, patch_video_inputs),
+    "internvl": (tiny_internvl, frame_video_inputs),
 }
 """Adapter name -> (build(attn=..., seed=...), make_inputs(model, batch=, pad=, seed=)). One line per shipped
 adapter: the test matrix (tests/test_matrix.py) runs every check over this table."""

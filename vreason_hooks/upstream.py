@@ -3,7 +3,7 @@
 Everything vreason-hooks reads from transformers beyond its documented ``generate`` API goes through here:
 the keyword under which a module's ``forward`` receives the KV cache, the cache's layers and their tensors,
 the cache classes V-Reason can run on, the generation-config fields that decide whether it can run, the
-logits and the cache in a model's output, Qwen's ``rope_deltas``, and the decoder layer's hidden-states
+logits and the cache in a model's output, attributes a spec names (M-RoPE offsets), and the decoder layer's hidden-states
 argument. When a transformers release renames one of them, the fix is one line here, and
 ``tests/test_upstream.py`` fails first.
 
@@ -233,9 +233,26 @@ def check_dynamic_cache(cache, indices=None, *, needed_by: str = "V-Reason") -> 
 
 
 # ---------------------------------------------------------------------------------------------- model internals
-def rope_deltas(model):
-    """Qwen-VL's per-sequence M-RoPE offset ``(batch or 1, 1)`` kept on the inner model, else ``None``."""
-    return getattr(getattr(model, "model", None), "rope_deltas", None)
+def model_attribute(model, path: str):
+    """The attribute at dotted ``path`` under ``model``, ``None`` if unset or absent.
+
+    A spec names the path (``positions.rope_deltas = "model.rope_deltas"``: the per-sequence M-RoPE offset
+    ``(batch or 1, 1)`` Qwen-VL and GLM-4V keep on the inner model after prefill).
+    """
+    node = model
+    for part in path.split("."):
+        node = getattr(node, part, None)
+    return node
+
+
+def has_model_attribute(model, path: str) -> bool:
+    """Whether every step of dotted ``path`` exists under ``model`` (its value may still be ``None``)."""
+    node = model
+    for part in path.split("."):
+        if not hasattr(node, part):
+            return False
+        node = getattr(node, part)
+    return True
 
 
 def layer_index(layer, default: int) -> int:

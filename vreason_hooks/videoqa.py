@@ -100,10 +100,11 @@ def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> Vi
 
     config = _load_config(name)
     spec = match_adapter(config)
+    spec.check_config(config)  # a wrong field name fails here, before any weights load
     if spec.span.kind != "token":
         raise VReasonError(
             f"model {name} ({config.model_type}, adapter {spec.name!r}) is a text-only model: `vreason run` needs a "
-            "video-language model such as Qwen2.5-VL; use the Python API (vreason_hooks.attach) for text models"
+            "video-language model (`vreason adapters` lists them); use the Python API (vreason_hooks.attach) for text models"
         )
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -126,11 +127,11 @@ def build_inputs(vm: VideoModel, frames: Frames, question: str, prompt_style: st
     text = PROMPT_STYLES[prompt_style].format(question=question)
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
     prompt = vm.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    kwargs = {}
-    if vm.spec.name == "qwen2_5_vl":
-        # Frames are sampled and resized already; the metadata gives Qwen's temporal positions the real fps.
+    kwargs = dict(vm.spec.processor.video_kwargs)
+    if vm.spec.processor.video_metadata:
+        # Frames are sampled and resized already; the metadata gives the model's temporal positions the real fps.
         metadata = {"fps": frames.fps or 1.0, "frames_indices": frames.indices, "total_num_frames": frames.total_frames}
-        kwargs = {"video_metadata": [metadata], "do_sample_frames": False}
+        kwargs["video_metadata"] = [metadata]
     inputs = vm.processor(text=[prompt], videos=[frames.pixels], return_tensors="pt", **kwargs)
     return inputs.to(vm.model.device)
 

@@ -109,6 +109,9 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
     else:
         spec = get(str(adapter))
     hf_model = unwrap_model(model)
+    config = getattr(hf_model, "config", None)
+    if config is not None:
+        spec.check_config(config)
 
     def module(key: str) -> nn.Module:
         path = getattr(spec.modules, key)
@@ -116,7 +119,7 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
             return hf_model.get_submodule(path)
         except AttributeError:
             raise SpecError(
-                f"adapter spec {spec.source or spec.name}: key 'modules.{key}': {type(hf_model).__name__} has no "
+                f"{spec.where()}: key 'modules.{key}': {type(hf_model).__name__} has no "
                 f"submodule {path!r}"
             ) from None
 
@@ -125,10 +128,15 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
     layers = module("decoder_layers")
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise SpecError(
-            f"adapter spec {spec.source or spec.name}: key 'modules.decoder_layers': {spec.modules.decoder_layers!r} "
+            f"{spec.where()}: key 'modules.decoder_layers': {spec.modules.decoder_layers!r} "
             "is not a non-empty nn.ModuleList"
         )
     from .. import upstream
 
+    if spec.positions.rope_deltas is not None and not upstream.has_model_attribute(hf_model, spec.positions.rope_deltas):
+        raise SpecError(
+            f"{spec.where()}: key 'positions.rope_deltas': {type(hf_model).__name__} has no attribute "
+            f"{spec.positions.rope_deltas!r}"
+        )
     last = layers[-1]
     return ResolvedAdapter(spec, hf_model, last, module("final_norm"), module("lm_head"), upstream.layer_index(last, len(layers) - 1))

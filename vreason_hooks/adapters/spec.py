@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError, model_validator
 
 from ..errors import SpecError
 
@@ -57,6 +57,68 @@ class InputRules(BaseModel):
     required: list[str] = []
 
 
+class ConfigFields(BaseModel):
+    """Where the model config keeps what the engine and the tools read (field names, checked at attach).
+
+    The video token id field is ``span.token_id_field``; these are the others.
+    """
+
+    model_config = _STRICT
+
+    text_config: str | None = None
+    """The sub-config of the language model (``"text_config"``); ``None``: the top-level config is it."""
+    image_token_id: str | None = None
+    """The field holding the image placeholder id (``image_token_id``, ``image_token_index``), if any."""
+
+
+class PositionRule(BaseModel):
+    """How the model positions a decode step, i.e. what it computes itself when given no ``position_ids``.
+
+    ``kind = "plain"``: ``arange(past, past + new)`` (Llama, LLaVA, InternVL...). ``kind = "mrope"``:
+    multimodal rotary positions (Qwen-VL, GLM-4V): ``rows`` identical rows of the plain positions plus a
+    per-sequence offset the model keeps after prefill at the attribute path ``rope_deltas``. V-Reason Lite
+    reads this to position decode steps after it shrank the cache.
+    """
+
+    model_config = _STRICT
+
+    kind: Literal["plain", "mrope"] = "plain"
+    rows: int | None = None
+    """``mrope``: number of position rows (3: temporal, height, width)."""
+    rope_deltas: str | None = None
+    """``mrope``: dotted attribute path, from the top-level model, of the ``(batch or 1, 1)`` offsets."""
+    sections_field: str | None = None
+    """``mrope``: dotted path in the text config of the rotary sections (checked at attach), e.g.
+    ``rope_parameters.mrope_section``."""
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> "PositionRule":
+        mrope = ("rows", "rope_deltas")
+        if self.kind == "mrope":
+            missing = [name for name in mrope if getattr(self, name) in (None, "")]
+            if missing:
+                raise ValueError(f"positions.kind = 'mrope' needs positions.{missing[0]}")
+            if self.rows < 1:
+                raise ValueError("positions.rows must be >= 1")
+        else:
+            extra = [name for name in (*mrope, "sections_field") if getattr(self, name) is not None]
+            if extra:
+                raise ValueError(f"positions.kind = 'plain' takes no positions.{extra[0]}")
+        return self
+
+
+class ProcessorRules(BaseModel):
+    """How ``vreason run`` calls the model's processor with frames it sampled itself."""
+
+    model_config = _STRICT
+
+    video_metadata: StrictBool = False
+    """Pass ``video_metadata`` (fps, frame indices, total frames) so the model's temporal positions or
+    timestamps follow the real clip timing."""
+    video_kwargs: dict[str, bool | int | float | str] = {}
+    """Extra keyword arguments of the processor call (e.g. ``do_sample_frames = false``: frames are sampled)."""
+
+
 class AdapterSpec(BaseModel):
     """One model family, as written in a spec file (see ``docs/adding-a-model.md``)."""
 
@@ -69,6 +131,13 @@ class AdapterSpec(BaseModel):
     modules: ModulePaths
     span: SpanRule
     inputs: InputRules = InputRules()
+    config: ConfigFields = ConfigFields()
+    positions: PositionRule = PositionRule()
+    processor: ProcessorRules = ProcessorRules()
+    attention: list[Literal["sdpa", "eager", "flash_attention_2"]] = ["sdpa", "eager"]
+    """The attention kernels the family supports and the test matrix runs (bit-identity under each)."""
+    lmms_eval_model: str | None = None
+    """The lmms-eval model name that runs this family with V-Reason (``--model NAME``), for the support table."""
     source: str = ""
     """Where the spec was read from (set by the loader, not written in files)."""
 
@@ -77,6 +146,63 @@ class AdapterSpec(BaseModel):
         if getattr(config, "model_type", None) in self.model_types:
             return True
         return bool(set(getattr(config, "architectures", None) or ()) & set(self.architectures))
+
+    def where(self) -> str:
+        """How errors name this spec: its file, else its name."""
+        return f"adapter spec {self.source or self.name}"
+
+    def text_config(self, config):
+        """The language model's config (``config.<config.text_config>``, else ``config`` itself)."""
+        if self.config.text_config is None:
+            return config
+        return getattr(config, self.config.text_config)
+
+    def check_config(self, config) -> None:
+        """Every config field the spec names exists in ``config``; else a :class:`SpecError` naming the key.
+
+        Called before any weights load (``vreason run``) and at ``attach``, so a wrong field never surfaces
+        as a confusing error in the middle of ``generate``.
+        """
+        kind = type(config).__name__
+
+        def fail(key: str, value: str) -> None:
+            raise SpecError(f"{self.where()}: key {key!r}: the model config ({kind}) has no field {value!r}")
+
+        if self.config.text_config is not None and getattr(config, self.config.text_config, None) is None:
+            fail("config.text_config", self.config.text_config)
+        for key, value in (("span.token_id_field", self.span.token_id_field),
+                           ("config.image_token_id", self.config.image_token_id)):
+            if value is not None and not isinstance(getattr(config, value, None), int):
+                fail(key, value)
+        if self.positions.sections_field is not None:
+            node = self.text_config(config)
+            for part in self.positions.sections_field.split("."):
+                node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+            if not node or (self.positions.rows is not None and len(node) != self.positions.rows):
+                raise SpecError(
+                    f"{self.where()}: key 'positions.sections_field': the text config has no "
+                    f"{self.positions.sections_field!r} with positions.rows = {self.positions.rows} entries"
+                )
+
+    def decode_positions(self, model, past: int, new: int, batch: int, device) -> torch.Tensor:
+        """The ``position_ids`` the model computes itself for ``new`` tokens after ``past`` cached ones.
+
+        Returns:
+            ``(batch, new)`` for plain positions; ``(rows, batch, new)`` for M-RoPE: the plain positions plus
+            the per-sequence offset the model kept at prefill (``positions.rope_deltas``).
+        """
+        import torch
+
+        from .. import upstream
+
+        positions = torch.arange(past, past + new, device=device).expand(batch, new)
+        if self.positions.kind == "plain":
+            return positions
+        deltas = upstream.model_attribute(model, self.positions.rope_deltas)
+        if deltas is None:  # no multimodal prefill (text-only prompt): the model falls back to plain rows too
+            return positions.unsqueeze(0).expand(self.positions.rows, batch, new)
+        deltas = deltas.to(device).repeat_interleave(batch // deltas.shape[0], dim=0)
+        return (positions + deltas).unsqueeze(0).expand(self.positions.rows, batch, new)
 
     def span_token_id(self, config) -> int | None:
         """The input id that marks span positions, read from the model config (``None`` for prompt spans)."""
