@@ -176,6 +176,13 @@ class ValueController:
             values[b].index_copy_(1, seq.positions, effective_values(seq.original, seq.delta).to(values.dtype))
 
     @torch.no_grad()
+    def drop(self, b: int, values: torch.Tensor) -> None:
+        """Stop controlling sequence ``b``: its original span values go back into ``values``, its ΔV is forgotten
+        (AdamW skips a parameter without ``.grad``, so the shared optimiser needs no change)."""
+        seq = self.sequences.pop(b)
+        values[b].index_copy_(1, seq.positions, seq.original)
+
+    @torch.no_grad()
     def restore(self, values: torch.Tensor) -> None:
         """Put the original span values back (the cache then holds what plain decoding would have stored)."""
         for b, seq in self.sequences.items():

@@ -28,3 +28,7 @@ class UpstreamError(VReasonError, RuntimeError):
 
 class UncontrolledGenerationError(UpstreamError):
     """A controlled ``generate`` ended without the updates its settings imply: V-Reason did not run."""
+
+
+class ConcurrentUseError(VReasonError, RuntimeError):
+    """A forward from a second thread while an attached model is generating under V-Reason in another."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -29,7 +31,13 @@ from . import upstream
 from .adapters import AdapterSpec, ResolvedAdapter, resolve
 from .config import VReasonConfig
 from .controller import EntropySwitch, ValueController, entropy
-from .errors import AlreadyAttachedError, UncontrolledGenerationError, UnsupportedSettingError, UpstreamError
+from .errors import (
+    AlreadyAttachedError,
+    ConcurrentUseError,
+    UncontrolledGenerationError,
+    UnsupportedSettingError,
+    UpstreamError,
+)
 from .lite import PrunedLayout, lite_prefill
 from .trace import Trace
 
@@ -79,8 +87,30 @@ class _Generation:
     """V-Reason Lite's pruned cache layout (``None``: cache not pruned)."""
 
 
+class _ThreadState(threading.local):
+    """What one thread's use of a session owns: its generation, grad scope, EOS ids and flags.
+
+    Per thread, so that a paused baseline or a direct ``forward`` in one thread never changes what another
+    thread's ``generate`` does.
+    """
+
+    state: "_Generation | None" = None
+    grad_scope: contextlib.ExitStack | None = None
+    eos_ids: frozenset = frozenset()
+    in_generate: bool = False
+    paused: bool = False
+
+
+def _per_thread(name: str) -> property:
+    return property(lambda self: getattr(self._local, name), lambda self, value: setattr(self._local, name, value))
+
+
 class Session:
     """A V-Reason controller attached to one model. Create it with :func:`attach`.
+
+    Threads: ``generate`` calls on one attached model from several threads run one after another (a lock), each
+    exactly as it would alone; a ``forward`` from another thread while one runs is refused
+    (:class:`~vreason_hooks.errors.ConcurrentUseError`). Sessions on different models are independent.
 
     Attributes:
         config: the :class:`VReasonConfig` in force.
@@ -98,15 +128,14 @@ class Session:
                 "(leave its `with` block or call session.detach())"
             )
         self.traces: list[Trace] = []
-        self._state: _Generation | None = None
-        self._grad_scope: contextlib.ExitStack | None = None
-        self._eos_ids: set[int] = set()
+        self._local = _ThreadState()
+        self._generate_lock = threading.RLock()
+        self._generating_thread: int | None = None
         self._calls = 0
         self._warned_no_span = False
-        self._paused = False
         self._warned_missing_inputs = False
+        self._warned_diverged = False
         self._handles = []
-        self._in_generate = False
         adapter = self.adapter
         # Resolved once: a signature V-Reason does not know is refused here, not discovered as a silent no-op.
         self._model_cache_keyword = upstream.cache_keyword(self.model)
@@ -123,6 +152,12 @@ class Session:
             {id(p): p for m in (adapter.last_layer, adapter.final_norm, adapter.lm_head) for p in m.parameters()}.values()
         )
         self._install()
+
+    _state = _per_thread("state")
+    _grad_scope = _per_thread("grad_scope")
+    _eos_ids = _per_thread("eos_ids")
+    _in_generate = _per_thread("in_generate")
+    _paused = _per_thread("paused")
 
     # ------------------------------------------------------------------ lifecycle
     def _install(self) -> None:
@@ -188,17 +223,19 @@ class Session:
             return original(*args, **kwargs)
         generation_config = kwargs.get("generation_config") or self.model.generation_config
         self._check_generation_settings(kwargs, generation_config)
-        self._eos_ids = upstream.eos_ids(kwargs, generation_config)
-        self._calls += 1
-        first_trace = len(self.traces)
-        self._in_generate = True
-        try:
-            output = original(*args, **kwargs)
-        finally:
-            self._in_generate = False
-            self._leave_grad_scope()
-            self._finish_generation()
-        self._check_controlled(self.traces[first_trace:])
+        with self._generate_lock:  # one controlled generate at a time: the hooks and the cache edits are shared
+            self._eos_ids = frozenset(upstream.eos_ids(kwargs, generation_config))
+            self._calls += 1
+            first_trace = len(self.traces)
+            self._in_generate, self._generating_thread = True, threading.get_ident()
+            try:
+                output = original(*args, **kwargs)
+            finally:
+                self._in_generate, self._generating_thread = False, None
+                self._leave_grad_scope()
+                self._finish_generation()
+            traces = self.traces[first_trace:]
+        self._check_controlled(traces)
         return output
 
     def _check_controlled(self, traces: list[Trace]) -> None:
@@ -247,6 +284,22 @@ class Session:
         upstream.check_dynamic_cache(cache, [self.adapter.cache_layer_index], needed_by="V-Reason (controlled layer)")
 
     # ------------------------------------------------------------------ hooks
+    def _check_caller(self) -> None:
+        """Refuse a forward that would share the session with a running ``generate`` or bypass its checks."""
+        owner = self._generating_thread
+        if owner is not None and owner != threading.get_ident():
+            raise ConcurrentUseError(
+                f"V-Reason: {type(self.model).__name__} is generating under V-Reason in another thread; a forward "
+                "from this thread would share its controller state. Call model.generate (calls are serialised), "
+                "or attach a separate model copy per thread"
+            )
+        if not self._in_generate and upstream.inside_generate(self.model):
+            raise UnsupportedSettingError(
+                "V-Reason: this generate call bypassed the attached model.generate (a `generate` bound before "
+                "attach, e.g. gen = model.generate); its settings were not checked and its cache would keep the "
+                "edited values. Call model.generate after attach"
+            )
+
     def _before_model(self, module, args, kwargs):
         if self._paused:
             return None
@@ -256,6 +309,7 @@ class Session:
         new_tokens = input_ids.shape[1] if input_ids is not None else kwargs["inputs_embeds"].shape[1]
         self._check_decode_cache(cache, new_tokens)
         if self._state is None or past == 0 or new_tokens > 1:
+            self._check_caller()
             self._start_generation(input_ids, kwargs.get("attention_mask"), past)
             self._check_required_inputs(kwargs)
         state = self._state
@@ -324,17 +378,24 @@ class Session:
             for b, h in enumerate(values):
                 if state.finished[b]:
                     continue
-                alpha = state.switches[b].observe(h)
+                if not math.isfinite(h):  # the model's own logits (or our edit) went non-finite: stop, restore
+                    self._diverged(state, b, f"entropy {h}")
+                    h = None
+                alpha = state.switches[b].observe(h) if h is not None else None
                 trace = state.traces[b]
                 trace.entropy.append(h)
                 trace.ema.append(state.switches[b].ema)
                 trace.peak.append(state.switches[b].peak)
                 trace.alpha.append(alpha)
-                if state.update_now and b in state.controller.sequences:
+                if state.update_now and state.controller is not None and b in state.controller.sequences:
                     losses[b] = -alpha * entropies[b]
             if state.update_now and losses:
                 report = state.controller.step(losses)
                 self._leave_grad_scope()
+                for b, (grad_norm, delta_norm) in list(report.items()):
+                    if not (math.isfinite(grad_norm) and math.isfinite(delta_norm)):
+                        self._diverged(state, b, f"gradient norm {grad_norm}, ‖ΔV‖ {delta_norm}")
+                        del report[b]
                 state.controller.write(upstream.layer_values(state.cache, self.adapter.cache_layer_index), report)
                 for b, (grad_norm, delta_norm) in report.items():
                     state.traces[b].update_steps.append(state.step)
@@ -345,6 +406,19 @@ class Session:
         if logits.requires_grad:
             output["logits"] = logits.detach()
         return output
+
+    def _diverged(self, state: "_Generation", b: int, what: str) -> None:
+        """Stop sequence ``b``'s updates for good, put its original span values back, mark its trace."""
+        state.traces[b].diverged = True
+        if state.controller is not None and b in state.controller.sequences:
+            state.controller.drop(b, upstream.layer_values(state.cache, self.adapter.cache_layer_index))
+        if not self._warned_diverged:
+            self._warned_diverged = True
+            warnings.warn(
+                f"V-Reason: sequence {b} diverged at token {state.step} ({what}); its updates stopped and its span "
+                f"values were restored (trace.diverged). Lower lr (now {self.config.lr}) or keep max_grad_norm set",
+                stacklevel=2,
+            )
 
     # ------------------------------------------------------------------ state
     def _start_generation(self, input_ids, attention_mask, past: int) -> None:

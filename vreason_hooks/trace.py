@@ -16,15 +16,17 @@ class Trace:
     H_t of the raw logits, ``ema[t]`` E_t, ``peak[t]`` the running peak P_t, ``alpha[t]`` the switch
     α_t ∈ {+1, -1} (the sign the loss would use at ``t``). ``update_steps`` lists the tokens after which ΔV
     was updated; ``delta_norm`` (‖ΔV‖ after the step) and ``grad_norm`` (before clipping) have one entry per
-    update. ``span`` holds the controlled cache positions of this sequence.
+    update. ``span`` holds the controlled cache positions of this sequence. A token whose entropy was not finite
+    is recorded as ``None`` (with ``alpha`` ``None``) and ends the sequence's updates (``diverged``): traces never
+    hold NaN, so their JSON is standard.
     """
 
     sequence: int = 0
     call: int = 0
-    entropy: list[float] = field(default_factory=list)
+    entropy: list[float | None] = field(default_factory=list)
     ema: list[float] = field(default_factory=list)
     peak: list[float] = field(default_factory=list)
-    alpha: list[int] = field(default_factory=list)
+    alpha: list[int | None] = field(default_factory=list)
     update_steps: list[int] = field(default_factory=list)
     delta_norm: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
@@ -66,7 +68,7 @@ def save_traces(traces: list[Trace], path: str | Path) -> Path:
     """Write traces as a JSON list (one object per trace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([t.to_dict() for t in traces], indent=1))
+    path.write_text(json.dumps([t.to_dict() for t in traces], indent=1, allow_nan=False))
     return path
 
 

@@ -145,6 +145,24 @@ def generate_cache(kwargs: dict) -> Any:
     return find_cache(kwargs, CACHE_KEYWORDS[0])[1]
 
 
+def inside_generate(model) -> bool:
+    """Whether the current call stack runs inside transformers' ``GenerationMixin.generate`` of ``model``.
+
+    Read from the calling frames (a frame named ``generate``, in transformers' generation code, whose ``self``
+    is ``model``); called at prefill only.
+    """
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            code = frame.f_code
+            if code.co_name == "generate" and "transformers" in code.co_filename and frame.f_locals.get("self") is model:
+                return True
+            frame = frame.f_back
+        return False
+    finally:
+        del frame
+
+
 # ---------------------------------------------------------------------------------------------- generation config
 GENERATION_DEFAULTS = {
     "num_beams": 1,

@@ -83,7 +83,7 @@ class Records:
             files = {}
             for task in sorted({r["task"] for r in records}):
                 path = out_dir / f"{stamp}_vreason_traces_{task}.jsonl"
-                path.write_text("".join(json.dumps(r) + "\n" for r in records if r["task"] == task))
+                path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in records if r["task"] == task))
                 files[task] = str(path)
             summary["files"] = files
             (out_dir / f"{stamp}_vreason_summary.json").write_text(json.dumps(summary, indent=1))
