@@ -43,7 +43,8 @@ lock:
 	.venv-lock/bin/python -m pip install -q --upgrade pip
 	.venv-lock/bin/python -m pip install -q -c constraints.txt torch torchvision
 	.venv-lock/bin/python -m pip install -q -c constraints.txt -e '.[eval,demo,test,docs]'
-	.venv-lock/bin/python -m pip check
+	# pip check, except its one known false alarm: decord's wheel tag (it installs and works here).
+	.venv-lock/bin/python -m pip check | grep -v '^decord 0.6.0 is not supported on this platform$$' | grep . && exit 1 || true
 	( echo "# The tested set: every package pinned, transitive ones included. Regenerate with \`make lock\`."; \
 	  .venv-lock/bin/python -m pip freeze --all --exclude-editable ) > $(LOCK)
 	rm -rf .venv-lock
