@@ -123,7 +123,7 @@ class VReasonConfig(BaseModel):
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in CONFIG_SUFFIXES:
-            raise ConfigError(f"config file {path}: unknown type {path.suffix or '(no suffix)'!r}; "
+            raise ConfigError(f"bad config file {path}: unknown type {path.suffix or '(no suffix)'!r}; "
                               f"use a {', '.join(CONFIG_SUFFIXES)} file of VReasonConfig fields")
         text = path.read_text()
         try:
@@ -141,14 +141,14 @@ class VReasonConfig(BaseModel):
                 data = yaml.safe_load(text)
         except Exception as err:  # noqa: BLE001 - each parser has its own error class; all mean "bad syntax"
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise ConfigError(f"config file {path}: not valid {suffix[1:].upper().replace('YML', 'YAML')} ({first})") from None
+            raise ConfigError(f"bad config file {path}: not valid {suffix[1:].upper().replace('YML', 'YAML')} ({first})") from None
         if not isinstance(data, Mapping):
-            raise ConfigError(f"config file {path}: holds a {type(data).__name__}, not a table of VReasonConfig "
+            raise ConfigError(f"bad config file {path}: holds a {type(data).__name__}, not a table of VReasonConfig "
                               "fields (e.g. lr = 3e-4)")
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            raise ConfigError(f"config file {path}: {_message(err, data)}") from None
+            raise ConfigError(f"bad config file {path}: {_message(err)}") from None
 
     @property
     def updates(self) -> bool:

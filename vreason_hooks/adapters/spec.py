@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from ..errors import SpecError
+from ..errors import SpecError, validation_message
 
 if TYPE_CHECKING:  # torch only where spans are computed: listing and validating specs stays light
     import torch
@@ -88,7 +88,14 @@ class AdapterSpec(BaseModel):
                 f"adapter {self.name!r} ({self.source}): the model config has no field "
                 f"span.token_id_field = {self.span.token_id_field!r}"
             )
-        return int(value)
+        # bool is an int subclass: a flag such as tie_word_embeddings must not pass as token id 1.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SpecError(
+                f"adapter {self.name!r} ({self.source}): key 'span.token_id_field': config.{self.span.token_id_field} "
+                f"= {_short(value)} is not a token id (a non-negative integer); name the config field that holds the "
+                "span token's id, e.g. video_token_id"
+            )
+        return value
 
     def span_positions(self, config, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
         """Controlled positions of every sequence of a prefill batch.
@@ -111,6 +118,11 @@ class AdapterSpec(BaseModel):
         return [row.nonzero().flatten() for row in marked]
 
 
+def _short(value) -> str:
+    text = " ".join(repr(value).split())
+    return f"{text[:60]}… ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
+
+
 def load_spec(path: str | Path) -> AdapterSpec:
     """Read and validate one spec file; any problem is a :class:`SpecError` naming the file and the key."""
     path = Path(path)
@@ -125,6 +137,4 @@ def load_spec(path: str | Path) -> AdapterSpec:
     try:
         return AdapterSpec.model_validate({**data, "source": str(path)})
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise SpecError(f"adapter spec {path}: key {key!r}: {first['msg']}") from None
+        raise SpecError(f"adapter spec {path}: {validation_message(err, noun='key')}") from None
