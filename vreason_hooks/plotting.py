@@ -55,7 +55,8 @@ def plot_traces(
     """Draw one or more traces on shared axes; write a PNG (or any matplotlib format) when ``path`` is given.
 
     Args:
-        traces: the traces to overlay (each needs at least its ``entropy`` list).
+        traces: the traces to overlay (checked with :meth:`Trace.check`: a malformed one is a ``ValueError``
+            naming the field, not a matplotlib error).
         path: output file; its suffix picks the format. ``None`` returns the figure without saving.
         labels: legend labels, one per trace (default: :func:`trace_label`).
         title: figure title.
@@ -69,7 +70,7 @@ def plot_traces(
     matplotlib.use("Agg", force=True)
     from matplotlib import pyplot as plt
 
-    traces = list(traces)
+    traces = [trace.check() for trace in traces]
     if not traces:
         raise ValueError("no traces to plot")
     labels = list(labels) if labels is not None else [trace_label(t, i) for i, t in enumerate(traces)]
