@@ -307,3 +307,16 @@ def test_span_token_field_that_is_not_a_token_id_is_refused(tmp_path, field, sho
     ids = torch.tensor([[1, 2, T.VIDEO_TOKEN]])
     with pytest.raises(vreason.SpecError, match="not a token id"):
         load_spec(spec).span_positions(model.config, ids, None)
+
+
+@pytest.mark.xfail(strict=True, reason="pending the lead's change: Session.__init__ / attach must build its config "
+                                       "with vreason_hooks.config.coerce_config (issue item 6); remove this mark then")
+def test_attach_takes_a_mapping_and_names_a_wrong_config_type():
+    model = T.tiny_llama()
+    with vreason.attach(model, {"lr": 1e-3}) as session:
+        assert session.config == vreason.VReasonConfig(lr=1e-3)
+    with pytest.raises(TypeError, match="expected a VReasonConfig, a dict of its fields or None, got float"):
+        vreason.attach(model, 0.1)
+    with pytest.raises(vreason.ConfigError, match="lr=inf: must be a finite number"):
+        vreason.attach(model, {"lr": float("inf")})
+    assert not any(m._forward_hooks for m in model.modules())
