@@ -117,11 +117,60 @@ def test_plot_picks_documents_of_an_lmms_eval_trace_file(tmp_path):
 
 def test_plot_bad_inputs(tmp_path):
     assert_one_line_error(vreason("plot", tmp_path / "nope.json"), "does not exist")
+    assert_one_line_error(vreason("plot", tmp_path), "is a directory")
     garbage = tmp_path / "garbage.json"
     garbage.write_text("this is not json")
     assert_one_line_error(vreason("plot", garbage), "not a trace file")
     empty = save_traces([Trace()], tmp_path / "empty.json")
     assert_one_line_error(vreason("plot", empty), "no generated tokens")
+
+
+def _malformed(trace: dict, **changes) -> dict:
+    return {**trace, **changes}
+
+
+@pytest.mark.parametrize("content, needles", [
+    (lambda t: _malformed(t, ema=t["ema"][:-3]), ["field 'ema' has 17 values for 20 tokens"]),
+    (lambda t: _malformed(t, entropy="high"), ["field 'entropy' must be a list of numbers"]),
+    (lambda t: _malformed(t, peak=[None] * 20), ["field 'peak' must be a list of numbers"]),
+    (lambda t: _malformed(t, alpha=[0.5] * 20), ["field 'alpha' must be a list of whole numbers"]),
+    (lambda t: _malformed(t, alpha=[2] * 20), ["field 'alpha' must hold only +1 and -1"]),
+    (lambda t: _malformed(t, update_steps=[3, 99]), ["field 'update_steps' must index generated tokens 0..19"]),
+    (lambda t: [t, _malformed(t, grad_norm=[1.0])], ["trace 1", "field 'grad_norm' has 1 values for 5 update steps"]),
+    (lambda t: [1, 2, 3], ["trace 0", "a JSON number where a trace object was expected"]),
+    (lambda t: {"hello": "world"}, ["none of the trace fields"]),
+])
+def test_plot_malformed_trace_is_named_not_matplotlib(tmp_path, content, needles):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(content(synthetic_trace(20).to_dict())))
+    line = assert_one_line_error(vreason("plot", path), "not a trace file", *needles)
+    assert "matplotlib" not in line and "dimension" not in line and "Error;" not in line
+
+
+def test_plot_negative_index_counts_from_the_end_and_is_labelled_by_position(tmp_path, monkeypatch, capsys):
+    from vreason_hooks import cli, plotting
+
+    path = save_traces([synthetic_trace(10 + i) for i in range(3)], tmp_path / "three.json")
+    drawn = []
+    monkeypatch.setattr(plotting, "plot_traces", lambda traces, out, labels, title: drawn.append(
+        ([t.num_tokens for t in traces], labels)) or out)
+    assert cli.main(["plot", str(path), "--index", "-1", "0"]) == 0
+    assert drawn == [([12, 10], ["trace #2", "trace"])]  # position from 0, never "#-1"
+    for bad in ("-4", "3"):
+        assert cli.main(["plot", str(path), "--index", bad]) == 1
+        err = capsys.readouterr().err
+        assert f"--index {bad} is out of range; valid: 0..2 (or -3..-1 from the end)" in err
+        assert "IndexError" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["adapters", "--json"], ["adapters"]])
+def test_output_into_a_closed_pipe_is_not_an_error(args):
+    """`vreason adapters --json | head -2`: the reader leaves early; no "Broken pipe" error, exit 0."""
+    proc = subprocess.Popen([VREASON, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc.stdout.close()  # the reader is gone before the first write
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, err
+    assert err == ""
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -176,6 +225,68 @@ def test_run_bad_inputs(tiny_qwen, clip, tmp_path):
     negative.write_text('{"step_interval": 0}')
     assert_one_line_error(run("--config", negative), "field 'step_interval'")
     assert_one_line_error(run("--config", tmp_path / "missing.toml"), "config file", "does not exist")
+
+
+def _partial_checkpoint(source: Path, out: Path, without: str = "", config_edit: dict | None = None) -> Path:
+    """A checkpoint folder of symlinks to ``source``'s files, less ``without``, with ``config.json`` edited."""
+    out.mkdir()
+    for file in source.iterdir():
+        if file.name == without:
+            continue
+        if file.name == "config.json" and config_edit:
+            (out / file.name).write_text(json.dumps({**json.loads(file.read_text()), **config_edit}))
+        else:
+            (out / file.name).symlink_to(file)
+    return out
+
+
+@pytest.mark.parametrize("without, config_edit, needles", [
+    ("tokenizer.json", None, ["is incomplete", "no tokenizer.json", "save_pretrained"]),
+    ("processor_config.json", None, ["is incomplete", "no processor_config.json", "save_pretrained"]),
+    ("model.safetensors", None, ["is incomplete", "no weights (model.safetensors"]),
+    ("chat_template.jinja", None, ["no chat template", "chat_template.jinja"]),
+    # A tokenizer of another model: its <|video_pad|> id is not the one config.json expects.
+    ("", {"video_token_id": 151655}, ["maps the video token '<|video_pad|>' to id 151656", "video_token_id = 151655"]),
+])
+def test_run_on_an_incomplete_checkpoint_names_what_is_missing(tiny_qwen, clip, tmp_path, without, config_edit, needles):
+    model = _partial_checkpoint(tiny_qwen, tmp_path / "partial", without, config_edit)
+    result = vreason("run", "--model", model, "--video", clip, "--question", "q?", "--max-new-tokens", 2)
+    line = assert_one_line_error(result, *needles)
+    assert "video tokens do not match" not in line and "huggingface.co" not in line
+
+
+def test_run_reads_a_yaml_config_and_names_the_accepted_formats(tiny_qwen, clip, tmp_path):
+    def run(config):
+        return vreason("run", "--model", tiny_qwen, "--video", clip, "--question", "q?", "--max-new-tokens", 3,
+                       "--frames", 8, "--config", config, "--trace-out", tmp_path / "t.json")
+
+    good = tmp_path / "c.yaml"
+    good.write_text("lr: 0.05\nstep_interval: 1\nobjective: max\n")
+    result = run(good)
+    assert result.returncode == 0, result.stderr
+    (trace,) = load_traces(tmp_path / "t.json")
+    assert (trace.config["lr"], trace.config["step_interval"], trace.config["objective"]) == (0.05, 1, "max")
+    assert trace.update_steps == [1, 2]  # k = 1: after every token but the prefill's
+
+    ini = tmp_path / "c.ini"
+    ini.write_text("lr = 1\n")
+    assert_one_line_error(run(ini), "bad config file", "unknown type '.ini'", ".toml, .json, .yaml, .yml")
+    bad_yaml = tmp_path / "bad.yml"
+    bad_yaml.write_text("lr: [0.1\n")
+    assert_one_line_error(run(bad_yaml), "bad config file", "not valid YAML")
+    inf = tmp_path / "inf.yaml"
+    inf.write_text("lr: .inf\n")
+    assert_one_line_error(run(inf), "field 'lr'", "finite number in [0, 10]")
+    assert_one_line_error(run(tmp_path), "config file", "is a directory")
+
+
+def test_settings_out_of_range_name_the_range(tmp_path):
+    assert_one_line_error(vreason("demo", "--lr", "inf", "--out", tmp_path), "field 'lr'", "[0, 10]")
+    assert_one_line_error(vreason("demo", "--ema-beta", "nan", "--out", tmp_path), "field 'ema_beta'", "(0, 1)")
+    decay = tmp_path / "decay.toml"
+    decay.write_text("lr = 8.0\nweight_decay = 0.5\n")
+    assert_one_line_error(vreason("demo", "--config", decay, "--out", tmp_path), "lr · weight_decay", "below 1")
+    assert not (tmp_path / "report.json").exists()
 
 
 def test_demo_bad_settings(tmp_path):

@@ -26,13 +26,15 @@ VALID = {
     "prune_ratio": st.floats(0, 0.99),
     "lite": st.booleans(),
 }
+NON_FINITE = st.sampled_from([float("inf"), float("-inf"), float("nan")])
 INVALID = {
-    "lr": st.floats(max_value=-1e-9) | st.just("fast"),
+    "lr": st.floats(max_value=-1e-9) | st.floats(min_value=10, exclude_min=True) | NON_FINITE | st.just("fast"),
     "step_interval": st.integers(max_value=0),
-    "ema_beta": st.floats(min_value=1.0, allow_infinity=False) | st.floats(max_value=0.0, allow_infinity=False),
+    "ema_beta": st.floats(min_value=1.0) | st.floats(max_value=0.0) | NON_FINITE,
     "objective": st.text(string.ascii_lowercase, min_size=1).filter(lambda s: s not in {"switch", "max", "min", "none"}),
-    "prune_ratio": st.floats(min_value=1.0, allow_infinity=False),
-    "max_grad_norm": st.floats(max_value=0.0, allow_infinity=False),
+    "prune_ratio": st.floats(min_value=1.0) | st.floats(max_value=0, exclude_max=True) | NON_FINITE,
+    "max_grad_norm": st.floats(max_value=0.0) | NON_FINITE,
+    "weight_decay": st.floats(max_value=0, exclude_max=True) | st.floats(min_value=1, exclude_min=True) | NON_FINITE,
 }
 
 
@@ -62,6 +64,90 @@ def test_config_from_toml_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('lr = 1e-3\nobjective = "max"\n')
     assert vreason.VReasonConfig.from_file(path) == vreason.VReasonConfig(lr=1e-3, objective="max")
+
+
+@pytest.mark.parametrize("field, value, valid", [
+    ("lr", float("inf"), "[0, 10]"),
+    ("lr", float("nan"), "[0, 10]"),
+    ("lr", 150.0, "[0, 10]"),
+    ("ema_beta", float("nan"), "(0, 1)"),
+    ("ema_beta", 1.0, "(0, 1)"),
+    ("max_grad_norm", float("inf"), "(0, ∞)"),
+    ("weight_decay", float("inf"), "[0, 1]"),
+    ("prune_ratio", float("nan"), "[0, 1)"),
+    ("step_interval", 0, "[1, ∞)"),
+])
+def test_non_finite_and_out_of_range_settings_give_the_valid_range(field, value, valid):
+    with pytest.raises(ValidationError) as err:
+        vreason.VReasonConfig(**{field: value})
+    assert field in str(err.value) and valid in str(err.value)
+    with pytest.raises(vreason.ConfigError) as one_line:
+        vreason.coerce_config({field: value})
+    message = str(one_line.value)
+    assert "\n" not in message and f"{field}=" in message and valid in message
+
+
+@pytest.mark.parametrize("lr, weight_decay", [(10.0, 0.1), (5.0, 0.5), (2.0, 1.0)])
+def test_decay_that_would_flip_the_sign_of_delta_is_refused(lr, weight_decay):
+    """AdamW's decoupled decay multiplies ΔV by 1 - lr·weight_decay each step: at >= 1 it zeroes or flips it."""
+    with pytest.raises(vreason.ConfigError, match=r"lr · weight_decay .* must be below 1"):
+        vreason.coerce_config({"lr": lr, "weight_decay": weight_decay})
+    assert vreason.VReasonConfig(lr=lr, weight_decay=0.99 / lr).weight_decay == pytest.approx(0.99 / lr)
+
+
+def test_coerce_config_accepts_none_a_config_and_a_mapping():
+    from types import MappingProxyType
+
+    config = vreason.VReasonConfig(lr=1e-3)
+    assert vreason.coerce_config(None) == vreason.VReasonConfig()
+    assert vreason.coerce_config(config) is config
+    assert vreason.coerce_config({"lr": 1}) == vreason.VReasonConfig(lr=1.0)
+    assert vreason.coerce_config(MappingProxyType({"objective": "max"})).objective == "max"
+
+
+@pytest.mark.parametrize("value", [0.5, "lr=1", ["lr", 1], vreason.VReasonConfig, object()])
+def test_coerce_config_says_what_to_pass(value):
+    with pytest.raises(TypeError) as err:
+        vreason.coerce_config(value)
+    assert isinstance(err.value, vreason.VReasonError)
+    message = str(err.value)
+    assert "VReasonConfig" in message and "dict" in message and "\n" not in message
+
+
+def test_coerce_config_names_an_unknown_field_and_the_known_ones():
+    with pytest.raises(vreason.ConfigError) as err:
+        vreason.coerce_config({"learning_rate": 1e-3, "lr": -1})
+    message = str(err.value)
+    assert "unknown field 'learning_rate'" in message and "known fields: lr, step_interval" in message
+    assert "lr=-1: must be a finite number in [0, 10]" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name, text", [
+    ("c.yaml", "lr: 0.001\nobjective: max\n"),
+    ("c.yml", "lr: 1.0e-3\nobjective: max\n"),
+    ("c.json", '{"lr": 0.001, "objective": "max"}'),
+])
+def test_config_from_yaml_and_json_files(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    assert vreason.VReasonConfig.from_file(path) == vreason.VReasonConfig(lr=1e-3, objective="max")
+
+
+@pytest.mark.parametrize("name, text, says", [
+    ("c.ini", "lr = 1", "unknown type '.ini'; use a .toml, .json, .yaml, .yml file"),
+    ("c", "lr = 1", "unknown type '(no suffix)'"),
+    ("c.yaml", "lr: [1\n", "not valid YAML"),
+    ("c.json", "{lr: 1}", "not valid JSON"),
+    ("c.toml", "lr = = 1", "not valid TOML"),
+    ("c.yaml", "- 1\n- 2\n", "holds a list, not a table"),
+    ("c.yaml", "lr: .inf\n", "field 'lr': must be a finite number in [0, 10], got inf"),
+])
+def test_bad_config_files_are_one_line(tmp_path, name, text, says):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(vreason.ConfigError) as err:
+        vreason.VReasonConfig.from_file(path)
+    assert says in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
 
 
 SPEC = """
@@ -239,3 +325,66 @@ def test_family_names_live_in_spec_files_only():
         text = path.read_text()
         for name in names:
             assert f'"{name}"' not in text and f"'{name}'" not in text, f"{path.name} names {name!r}"
+@pytest.mark.parametrize("key, path, says", [
+    ("lm_head", "model.norm", "LlamaRMSNorm without a 2-D weight"),
+    ("lm_head", "model.embed_tokens", "Embedding"),
+    ("lm_head", "model.layers.1.mlp.down_proj", "Linear with 64 outputs"),
+    ("lm_head", "model.layers", "ModuleList"),
+    ("final_norm", "model.layers", "ModuleList"),
+    ("final_norm", "model.layers.1", "LlamaDecoderLayer"),
+    ("final_norm", "lm_head", "Linear"),
+    ("final_norm", "model.layers.1.input_layernorm.weight", None),  # a Parameter: get_submodule refuses it
+])
+def test_spec_pointing_at_the_wrong_kind_of_module_is_refused_at_attach(tmp_path, key, path, says):
+    spec = tmp_path / "wrong.toml"
+    spec.write_text(SPEC.replace(f'{key} = "{"lm_head" if key == "lm_head" else "model.norm"}"', f'{key} = "{path}"'))
+    model = T.tiny_llama()
+    with pytest.raises(vreason.SpecError) as err:
+        vreason.attach(model, adapter=spec)
+    message = str(err.value)
+    assert f"modules.{key}" in message and path in message and "\n" not in message
+    if says:
+        assert says in message
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_norm_and_head_of_every_shipped_family_pass_the_kind_check():
+    for name, (build, _) in T.FAMILIES.items():
+        model = build()
+        resolved = adapters.resolve(model, name)
+        assert resolved.lm_head.weight.shape[0] == model.config.get_text_config().vocab_size
+
+
+TOKEN_SPEC = SPEC.replace('model_types = ["llama"]', 'model_types = ["qwen2_5_vl"]').replace(
+    '"model.layers"', '"model.language_model.layers"').replace('"model.norm"', '"model.language_model.norm"')
+
+
+@pytest.mark.parametrize("field, shown", [
+    ("tie_word_embeddings", "False (bool)"),      # a flag: int(False) would silently be token id 0
+    ("text_config", "Qwen2_5_VLTextConfig"),      # a sub-config
+    ("model_type", "'qwen2_5_vl' (str)"),
+    ("architectures", "(list)"),
+])
+def test_span_token_field_that_is_not_a_token_id_is_refused(tmp_path, field, shown):
+    spec = tmp_path / "bad_field.toml"
+    spec.write_text(TOKEN_SPEC.replace('kind = "prompt"', f'kind = "token"\ntoken_id_field = "{field}"'))
+    model = T.tiny_qwen2_5_vl()
+    model.config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
+    with pytest.raises(vreason.SpecError) as err:
+        vreason.attach(model, adapter=spec)
+    message = str(err.value)
+    assert "span.token_id_field" in message and field in message and shown in message and "\n" not in message
+    ids = torch.tensor([[1, 2, T.VIDEO_TOKEN]])
+    with pytest.raises(vreason.SpecError, match="not a token id"):
+        load_spec(spec).span_positions(model.config, ids, None)
+
+
+def test_attach_takes_a_mapping_and_names_a_wrong_config_type():
+    model = T.tiny_llama()
+    with vreason.attach(model, {"lr": 1e-3}) as session:
+        assert session.config == vreason.VReasonConfig(lr=1e-3)
+    with pytest.raises(TypeError, match="expected a VReasonConfig, a dict of its fields or None, got float"):
+        vreason.attach(model, 0.1)
+    with pytest.raises(vreason.ConfigError, match="lr=inf: must be a finite number"):
+        vreason.attach(model, {"lr": float("inf")})
+    assert not any(m._forward_hooks for m in model.modules())

@@ -158,3 +158,18 @@ def test_traces_follow_the_switch_rule(family):
         assert trace.update_steps == [t for t in range(trace.num_tokens) if t > 0 and (t + 1) % 3 == 0]
         assert len(trace.grad_norm) == len(trace.delta_norm) == len(trace.update_steps)
         assert trace.span, "every family's input has a span"
+
+
+def test_ragged_batch_rows_are_controlled_at_their_own_span(family):
+    """Left padding differs per row, so does the span's cache position: each trace records its row's span, and
+    each row is updated."""
+    name, build, make_inputs = family
+    model = build()
+    inputs = make_inputs(model, batch=2, pad=[0, 3])
+    assert inputs["attention_mask"].sum(1).tolist() == [inputs["input_ids"].shape[1], inputs["input_ids"].shape[1] - 3]
+    spans = adapters.get(name).span_positions(model.config, inputs["input_ids"], inputs["attention_mask"])
+    assert spans[0].tolist() != spans[1].tolist()
+    with vreason.attach(model, vreason.VReasonConfig(lr=0.05, step_interval=2)) as session:
+        model.generate(**inputs, **GEN)
+    assert [t.span for t in session.traces] == [s.tolist() for s in spans]
+    assert all(t.update_steps and t.delta_norm[-1] > 0 for t in session.traces)

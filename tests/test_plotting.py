@@ -73,3 +73,10 @@ def test_png_changes_with_the_trace(tmp_path):
 def test_empty_input_is_refused():
     with pytest.raises(ValueError, match="no traces"):
         plot_traces([])
+
+
+def test_malformed_trace_is_refused_before_matplotlib_sees_it():
+    broken = make_trace(10)
+    broken.ema = broken.ema[:4]
+    with pytest.raises(ValueError, match="field 'ema' has 4 values for 10 tokens"):
+        plot_traces([broken])

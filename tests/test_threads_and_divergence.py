@@ -201,6 +201,9 @@ def test_non_finite_entropy_stops_that_sequence_restores_its_values_and_warns_on
     path = vreason.save_traces(session.traces, tmp_path / "t.json")
     json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert vreason.load_traces(path)[1].diverged
+    from vreason_hooks.plotting import plot_traces
+
+    assert plot_traces(session.traces, tmp_path / "t.png").stat().st_size > 0  # the gap is drawn, not an error
 
 
 def test_non_finite_update_is_not_written_to_the_cache(monkeypatch):

@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "VReasonConfig": ".config",
+    "coerce_config": ".config",
     "Trace": ".trace",
     "load_traces": ".trace",
     "save_traces": ".trace",
@@ -28,6 +29,7 @@ _EXPORTS = {
     "NoAdapterError": ".errors",
     "SpecError": ".errors",
     "AlreadyAttachedError": ".errors",
+    "ConfigError": ".errors",
     "adapters": ".adapters",
 }
 
@@ -49,7 +51,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from . import adapters
-    from .config import VReasonConfig
-    from .errors import AlreadyAttachedError, NoAdapterError, SpecError, UnsupportedSettingError, VReasonError
+    from .config import VReasonConfig, coerce_config
+    from .errors import (
+        AlreadyAttachedError,
+        ConfigError,
+        NoAdapterError,
+        SpecError,
+        UnsupportedSettingError,
+        VReasonError,
+    )
     from .session import Session, attach
     from .trace import Trace, load_traces, save_traces

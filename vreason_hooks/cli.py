@@ -29,6 +29,19 @@ def _one_line(err: BaseException) -> str:
     return first if len(text.splitlines()) == 1 else first + " …"
 
 
+def _console(**kwargs):
+    """A rich ``Console`` whose closed-pipe handling is :func:`main`'s (rich's own exits with code 1)."""
+    from rich.console import Console
+
+    console = Console(**kwargs)
+
+    def broken_pipe() -> None:
+        raise BrokenPipeError
+
+    console.on_broken_pipe = broken_pipe
+    return console
+
+
 def _quiet_libraries(debug: bool = False) -> None:
     """Keep library chatter (transformers warnings, load bars) off the user's screen; --debug keeps it."""
     import warnings
@@ -51,42 +64,32 @@ def _quiet_libraries(debug: bool = False) -> None:
 
 
 def load_config(path: str | None, base=None, **overrides):
-    """A :class:`VReasonConfig`: ``base`` (default: the paper's), then the fields set in ``path`` (TOML/JSON),
-    then the command-line ``overrides`` that are not ``None``; any problem is a one-line :class:`CliError`."""
+    """A :class:`VReasonConfig`: ``base`` (default: the paper's), then the fields set in ``path``
+    (TOML/JSON/YAML), then the command-line ``overrides`` that are not ``None``; any problem is one line."""
     from pydantic import ValidationError
 
-    from .config import VReasonConfig
+    from .config import CONFIG_SUFFIXES, VReasonConfig
+    from .errors import validation_message
 
     data = base.model_dump() if base is not None else {}
     if path:
-        file = Path(path)
-        if not file.is_file():
-            raise CliError(f"config file {path} does not exist: pass a .toml or .json file of VReasonConfig fields")
-        try:
-            data.update(VReasonConfig.from_file(file).model_dump(exclude_unset=True))
-        except ValidationError as err:
-            raise CliError(f"bad config file {path}: {_validation_message(err)}") from None
-        except ValueError as err:  # TOMLDecodeError and JSON syntax errors are ValueErrors
-            raise CliError(f"bad config file {path}: not valid {file.suffix.lstrip('.').upper() or 'JSON'} "
-                           f"({_one_line(err)})") from None
+        file = _existing_file(path, "config file", f"a {', '.join(CONFIG_SUFFIXES)} file of VReasonConfig fields")
+        data.update(VReasonConfig.from_file(file).model_dump(exclude_unset=True))  # ConfigError: one line
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return VReasonConfig.model_validate(data)
     except ValidationError as err:
-        raise CliError(f"bad V-Reason setting: {_validation_message(err)}") from None
+        raise CliError(f"bad V-Reason setting: {validation_message(err, known=VReasonConfig.model_fields)}") from None
 
 
-def _validation_message(err) -> str:
-    from .config import VReasonConfig
-
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    fields = ", ".join(VReasonConfig.model_fields)
-    if first["type"] == "extra_forbidden":
-        return f"unknown field {key!r}; known fields: {fields}"
-    if first["type"] == "json_invalid":
-        return f"not valid JSON ({first['msg']})"
-    return f"field {key!r}: {first['msg']}"
+def _existing_file(name: str, what: str, expected: str) -> Path:
+    """``Path(name)`` if it is a readable file, else a one-line :class:`CliError` saying what to pass."""
+    path = Path(name)
+    if path.is_dir():
+        raise CliError(f"{what} {name} is a directory: pass {expected}")
+    if not path.is_file():
+        raise CliError(f"{what} {name} does not exist: pass {expected}")
+    return path
 
 
 def _positive_int(text: str) -> int:
@@ -101,7 +104,7 @@ def _positive_int(text: str) -> int:
 
 def _add_config_options(parser: argparse.ArgumentParser, lr_default: str = "") -> None:
     group = parser.add_argument_group("V-Reason settings (override --config)")
-    group.add_argument("--config", metavar="FILE", help="VReasonConfig fields as a .toml or .json file")
+    group.add_argument("--config", metavar="FILE", help="VReasonConfig fields as a .toml, .json or .yaml file")
     group.add_argument("--lr", type=float, help=f"AdamW learning rate of ΔV{lr_default}")
     group.add_argument("--step-interval", type=int, metavar="K", help="one ΔV update every K generated tokens")
     group.add_argument("--ema-beta", type=float, metavar="B", help="β of the entropy moving average")
@@ -131,14 +134,13 @@ def cmd_demo(args) -> int:
 
 def cmd_run(args) -> int:
     _quiet_libraries(args.debug)
-    from rich.console import Console
     from rich.markup import escape
 
     from . import videoqa
     from .trace import save_traces
     from .video import read_frames
 
-    console = Console(stderr=False)
+    console = _console(stderr=False)
     config = load_config(args.config, **_overrides(args))
     if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf", ".jpg")):
         raise CliError(f"--plot {args.plot}: use a .png, .svg, .pdf or .jpg file name")
@@ -192,19 +194,18 @@ def cmd_plot(args) -> int:
 
     traces, labels = [], []
     for name in args.traces:
-        path = Path(name)
-        if not path.is_file():
-            raise CliError(f"trace file {name} does not exist: pass a JSON file written by --trace-out or save_traces")
+        path = _existing_file(name, "trace file", "a JSON file written by --trace-out or save_traces")
         try:
             loaded = load_traces(path)
         except (ValueError, TypeError, KeyError) as err:
             raise CliError(f"{name} is not a trace file ({_one_line(err)}): pass JSON written by save_traces") from None
         picked = list(enumerate(loaded))
         if args.index:
-            missing = [i for i in args.index if i >= len(loaded)]
+            missing = [i for i in args.index if not -len(loaded) <= i < len(loaded)]
             if missing:
-                raise CliError(f"{name} holds {len(loaded)} traces: --index {missing[0]} is out of range")
-            picked = [(i, loaded[i]) for i in args.index]
+                valid = f"0..{len(loaded) - 1} (or -{len(loaded)}..-1 from the end)" if loaded else "none"
+                raise CliError(f"{name} holds {len(loaded)} traces: --index {missing[0]} is out of range; valid: {valid}")
+            picked = [(i % len(loaded), loaded[i]) for i in args.index]  # labels show the position from 0
         picked = [(i, t) for i, t in picked if t.num_tokens]  # a failed lmms-eval document has an empty trace
         if not picked:
             raise CliError(f"{name} holds no generated tokens: nothing to plot")
@@ -222,7 +223,6 @@ def cmd_plot(args) -> int:
 
 
 def cmd_adapters(args) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from .adapters import available, builtin_spec_paths
@@ -248,7 +248,7 @@ def cmd_adapters(args) -> int:
         source = f"built-in specs/{Path(s.source).name}" if s.source in builtin else s.source
         table.add_row(s.name, ", ".join(s.model_types + s.architectures), span_cell(s).replace("`", ""),
                       positions_cell(s).replace("`", ""), s.lmms_eval_model or "-", source)
-    Console().print(table)
+    _console().print(table)
     return 0
 
 
@@ -348,7 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     # No parser default (parents share action objects, so one default would override the other position).
     args.debug = getattr(args, "debug", False)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader stopped early (`vreason adapters --json | head -2`): what it took is what it wanted.
+        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("vreason: interrupted", file=sys.stderr)
         return 130

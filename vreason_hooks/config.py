@@ -2,12 +2,52 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError, ConfigTypeError, validation_message
 
 Objective = Literal["switch", "max", "min", "none"]
+CONFIG_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+"""File types :meth:`VReasonConfig.from_file` reads."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A closed or open interval of valid values of one numeric field (printed as ``[0, 10]``, ``(0, 1)``)."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        high = "∞)" if math.isinf(self.high) else f"{self.high:g}{')' if self.high_open else ']'}"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {high}"
+
+
+RANGES = {
+    "lr": Range(0.0, 10.0),
+    "step_interval": Range(1, math.inf, high_open=True),
+    "ema_beta": Range(0.0, 1.0, low_open=True, high_open=True),
+    "max_grad_norm": Range(0.0, math.inf, low_open=True, high_open=True),
+    "weight_decay": Range(0.0, 1.0),
+    "prune_ratio": Range(0.0, 1.0, high_open=True),
+}
+"""Valid values of every numeric field; all must also be finite (NaN and ±inf are refused). Why these bounds:
+``lr`` beyond 10 makes Adam steps of ΔV far larger than any value vector (the paper uses 3e-4, the demo 0.3);
+``weight_decay`` is a fraction of ΔV removed per step; ``ema_beta`` 0 or 1 makes the EMA the raw entropy or a
+constant; ``prune_ratio`` 1 would drop the whole span. Across fields: ``lr · weight_decay < 1``."""
 
 
 class VReasonConfig(BaseModel):
@@ -15,16 +55,21 @@ class VReasonConfig(BaseModel):
 
     Unknown fields are rejected and every value is checked, so a typo fails at construction with a message
     that names the field. Build one from keyword arguments, ``VReasonConfig.model_validate(dict)``, or
-    :meth:`from_file` (TOML / JSON).
+    :meth:`from_file` (TOML / JSON / YAML), or :func:`coerce_config` (``None``, a config or a mapping). Numeric
+    fields must be finite and inside :data:`RANGES` (the message gives the range), and
+    ``lr · weight_decay < 1``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    lr: float = Field(3e-4, ge=0.0, description="AdamW learning rate of the controller ΔV (paper: 3e-4).")
-    step_interval: int = Field(
-        4, ge=1, description="k: one optimiser step every k generated tokens (paper: 4; ablation 2, 8, 16)."
+    lr: float = Field(
+        3e-4, description="AdamW learning rate of the controller ΔV (paper: 3e-4). Valid: [0, 10], and "
+        "lr · weight_decay < 1 (AdamW multiplies ΔV by 1 − lr · weight_decay every step)."
     )
-    ema_beta: float = Field(0.98, gt=0.0, lt=1.0, description="β of the entropy moving average (paper: 0.98).")
+    step_interval: int = Field(
+        4, description="k: one optimiser step every k generated tokens (paper: 4; ablation 2, 8, 16). Valid: ≥ 1."
+    )
+    ema_beta: float = Field(0.98, description="β of the entropy moving average (paper: 0.98). Valid: (0, 1).")
     ema_init: Literal["zero", "first"] = Field(
         "zero",
         description="'zero': E_{-1}=0, the EMA rises from zero (our default, see docs/method.md); "
@@ -36,11 +81,14 @@ class VReasonConfig(BaseModel):
         "lower entropy; 'none': hooks and traces stay on, ΔV is never updated.",
     )
     max_grad_norm: float | None = Field(
-        1.0, gt=0.0, description="Per-sequence gradient clipping of ΔV (the paper clips; the value is ours)."
+        1.0, description="Per-sequence gradient clipping of ΔV (the paper clips; the value is ours). Valid: a "
+        "finite number > 0, or None for no clipping."
     )
-    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay on ΔV (torch's AdamW default).")
+    weight_decay: float = Field(
+        0.01, description="AdamW weight decay on ΔV (torch's AdamW default). Valid: [0, 1], and lr · weight_decay < 1."
+    )
     lite: bool = Field(False, description="V-Reason Lite: prune the lowest-norm span tokens after prefill.")
-    prune_ratio: float = Field(0.5, ge=0.0, lt=1.0, description="Lite: fraction of span tokens dropped.")
+    prune_ratio: float = Field(0.5, description="Lite: fraction of span tokens dropped. Valid: [0, 1).")
     prune_score: Literal["value", "key"] = Field(
         "value", description="Lite: which cached tensor's L2 norm scores a span token (see docs/lite.md)."
     )
@@ -50,18 +98,86 @@ class VReasonConfig(BaseModel):
         "layer; 'per_layer': each layer drops its own lowest-scoring tokens (see docs/lite.md).",
     )
 
+    @field_validator(*RANGES, mode="after")
+    @classmethod
+    def _in_range(cls, value, info):
+        valid = RANGES[info.field_name]
+        if value is not None and not (math.isfinite(value) and value in valid):
+            extra = "; use None for no clipping" if info.field_name == "max_grad_norm" else ""
+            raise ValueError(f"must be a finite number in {valid}, got {value!r}{extra}")
+        return value
+
+    @model_validator(mode="after")
+    def _decay_keeps_its_sign(self) -> "VReasonConfig":
+        if self.lr * self.weight_decay >= 1:
+            raise ValueError(
+                f"lr · weight_decay = {self.lr:g} · {self.weight_decay:g} = {self.lr * self.weight_decay:g} must be "
+                "below 1 (AdamW multiplies ΔV by 1 − lr · weight_decay each step): lower lr or weight_decay"
+            )
+        return self
+
     @classmethod
     def from_file(cls, path: str | Path) -> "VReasonConfig":
-        """Read a config from a ``.toml`` or ``.json`` file (flat table of the fields above)."""
+        """Read a config from a ``.toml``, ``.json``, ``.yaml`` or ``.yml`` file (a flat table of the fields
+        above). Any problem (unknown file type, syntax, a bad field) is one :class:`ConfigError` line."""
         path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in CONFIG_SUFFIXES:
+            raise ConfigError(f"bad config file {path}: unknown type {path.suffix or '(no suffix)'!r}; "
+                              f"use a {', '.join(CONFIG_SUFFIXES)} file of VReasonConfig fields")
         text = path.read_text()
-        if path.suffix == ".toml":
-            import tomllib
+        try:
+            if suffix == ".toml":
+                import tomllib
 
-            return cls.model_validate(tomllib.loads(text))
-        return cls.model_validate_json(text)
+                data = tomllib.loads(text)
+            elif suffix == ".json":
+                import json
+
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception as err:  # noqa: BLE001 - each parser has its own error class; all mean "bad syntax"
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ConfigError(f"bad config file {path}: not valid {suffix[1:].upper().replace('YML', 'YAML')} ({first})") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"bad config file {path}: holds a {type(data).__name__}, not a table of VReasonConfig "
+                              "fields (e.g. lr = 3e-4)")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(f"bad config file {path}: {_message(err)}") from None
 
     @property
     def updates(self) -> bool:
         """Whether this configuration ever changes ΔV."""
         return self.objective != "none"
+
+
+def _message(err: ValidationError, data: Mapping | None = None) -> str:
+    return validation_message(err, values=data, known=VReasonConfig.model_fields)
+
+
+def coerce_config(value: Any = None) -> VReasonConfig:
+    """A :class:`VReasonConfig` from what a user passes to ``attach``: ``None`` (the paper's defaults), a
+    config, or a mapping of its fields (``{"lr": 1e-3}``).
+
+    Raises:
+        ConfigTypeError: for anything else (one line saying what to pass).
+        ConfigError: for a mapping with an unknown field or a bad value (one line naming it and its range).
+    """
+    if value is None:
+        return VReasonConfig()
+    if isinstance(value, VReasonConfig):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return VReasonConfig.model_validate(dict(value))
+        except ValidationError as err:
+            raise ConfigError(f"bad V-Reason config: {_message(err, value)}") from None
+    raise ConfigTypeError(
+        f"expected a VReasonConfig, a dict of its fields or None, got {type(value).__name__}: pass e.g. "
+        "VReasonConfig(lr=3e-4) or {'lr': 3e-4}"
+    )

@@ -32,3 +32,44 @@ class UncontrolledGenerationError(UpstreamError):
 
 class ConcurrentUseError(VReasonError, RuntimeError):
     """A forward from a second thread while an attached model is generating under V-Reason in another."""
+
+
+class ConfigError(VReasonError, ValueError):
+    """A V-Reason setting or config file is invalid (the message names the field and its valid range)."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """Something that is not a V-Reason config was passed where one is expected (the message says what to pass)."""
+
+
+def validation_message(err, *, noun: str = "field", values=None, known=None) -> str:
+    """One line for a pydantic ``ValidationError``: every problem, joined by ``"; "``.
+
+    Args:
+        err: the ``pydantic.ValidationError``.
+        noun: what a location is called for the reader (``"field"``, ``"key"``; ``""`` for none).
+        values: the mapping that was validated; when given, a problem shows the value as typed (``lr=-1.0``).
+        known: the accepted names, listed once after an unknown one.
+
+    Returns:
+        e.g. ``"field 'lr': must be a finite number in [0, 10], got inf"``.
+    """
+    label = f"{noun} " if noun else ""
+    parts, unknown = [], False
+    for problem in err.errors():
+        loc = ".".join(str(part) for part in problem["loc"])
+        message = " ".join(problem["msg"].removeprefix("Value error, ").split())  # pydantic's prefix, newlines
+        if problem["type"] == "extra_forbidden":
+            parts.append(f"unknown {label}{loc!r}")
+            unknown = True
+        elif problem["type"] == "json_invalid":
+            parts.append(f"not valid JSON ({message})")
+        elif not loc:  # a model-level check: its message names the fields
+            parts.append(message)
+        elif values is not None and len(problem["loc"]) == 1 and problem["loc"][0] in values:
+            parts.append(f"{label}{loc}={values[problem['loc'][0]]!r}: {message}")
+        else:
+            parts.append(f"{label}{loc!r}: {message}")
+    if unknown and known is not None:
+        parts.append(f"known {noun or 'name'}s: {', '.join(known)}")
+    return "; ".join(parts)

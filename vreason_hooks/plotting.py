@@ -32,10 +32,11 @@ def trace_label(trace: Trace, index: int = 0) -> str:
     return f"{name} #{index}" if index else name
 
 
-def explore_spans(alpha: Sequence[int]) -> list[tuple[int, int]]:
-    """``(start, length)`` runs of consecutive tokens with ``α = +1`` (the explore phase)."""
+def explore_spans(alpha: Sequence[int | None]) -> list[tuple[int, int]]:
+    """``(start, length)`` runs of consecutive tokens with ``α = +1`` (the explore phase; ``None``: a diverged
+    token, not exploring)."""
     spans, start = [], None
-    for t, a in enumerate(list(alpha) + [-1]):
+    for t, a in enumerate([-1 if a is None else a for a in alpha] + [-1]):
         if a > 0 and start is None:
             start = t
         elif a <= 0 and start is not None:
@@ -55,7 +56,8 @@ def plot_traces(
     """Draw one or more traces on shared axes; write a PNG (or any matplotlib format) when ``path`` is given.
 
     Args:
-        traces: the traces to overlay (each needs at least its ``entropy`` list).
+        traces: the traces to overlay (checked with :meth:`Trace.check`: a malformed one is a ``ValueError``
+            naming the field, not a matplotlib error).
         path: output file; its suffix picks the format. ``None`` returns the figure without saving.
         labels: legend labels, one per trace (default: :func:`trace_label`).
         title: figure title.
@@ -69,7 +71,7 @@ def plot_traces(
     matplotlib.use("Agg", force=True)
     from matplotlib import pyplot as plt
 
-    traces = list(traces)
+    traces = [trace.check() for trace in traces]
     if not traces:
         raise ValueError("no traces to plot")
     labels = list(labels) if labels is not None else [trace_label(t, i) for i, t in enumerate(traces)]
@@ -80,7 +82,7 @@ def plot_traces(
     for row, (trace, label) in enumerate(zip(traces, labels)):
         colour = _COLOURS[row % len(_COLOURS)]
         steps = range(trace.num_tokens)
-        ax.plot(steps, trace.entropy, color=colour, lw=0.8, alpha=0.45)
+        ax.plot(steps, [float("nan") if h is None else h for h in trace.entropy], color=colour, lw=0.8, alpha=0.45)
         ax.plot(steps, trace.ema, color=colour, lw=2.2, label=f"{label} ({trace.num_tokens} tokens)")
         ax.plot(steps, trace.peak, color=colour, lw=1.0, ls=":")
         if trace.peak_step is not None:

@@ -22,14 +22,16 @@ import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from . import upstream
 from .adapters import AdapterSpec, ResolvedAdapter, resolve
-from .config import VReasonConfig
+from .config import VReasonConfig, coerce_config
 from .controller import EntropySwitch, ValueController, entropy
 from .errors import (
     AlreadyAttachedError,
@@ -119,7 +121,7 @@ class Session:
     """
 
     def __init__(self, model: nn.Module, config: VReasonConfig | None = None, *, adapter=None):
-        self.config = config if config is not None else VReasonConfig()
+        self.config = coerce_config(config)
         self.adapter: ResolvedAdapter = resolve(model, adapter)
         self.model = self.adapter.model
         if self.model in _ATTACHED:
@@ -499,7 +501,7 @@ class Session:
 
 def attach(
     model: nn.Module,
-    config: VReasonConfig | None = None,
+    config: VReasonConfig | Mapping[str, Any] | None = None,
     *,
     adapter: str | Path | AdapterSpec | None = None,
 ) -> Session:
@@ -507,7 +509,8 @@ def attach(
 
     Args:
         model: a transformers model (or a ``peft.PeftModel`` around one), possibly spread with ``device_map``.
-        config: controller settings; defaults to ``VReasonConfig()`` (the paper's).
+        config: controller settings: a :class:`VReasonConfig`, a mapping of its fields, or ``None`` for the
+            paper's defaults.
         adapter: ``None`` (find by ``model.config.model_type``), an adapter name, a path to a spec ``.toml``,
             or an :class:`AdapterSpec`.
 

@@ -248,17 +248,26 @@ def text_inputs(batch: int = 1, length: int = 12, seed: int = 0, pad: list[int] 
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, IMAGE_TOKEN, (batch, length), generator=g)
     mask = torch.ones_like(ids)
-    for b, n in enumerate(pad or []):
+    for b, n in enumerate(_row_pads(batch, pad)):
         ids[b, :n], mask[b, :n] = PAD, 0
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def _row_pads(batch: int, pad: list[int] | None) -> list[int]:
+    """``pad`` as one left-padding count per row (missing rows: 0)."""
+    pad = list(pad or [])
+    if len(pad) > batch or any(n < 0 for n in pad):
+        raise ValueError(f"pad={pad}: give at most batch={batch} non-negative padding counts, one per row")
+    return pad + [0] * (batch - len(pad))
 
 
 def qwen_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, prefix: int = 5, suffix: int = 6,
                       seed: int = 0, pad: list[int] | None = None) -> dict:
     """Qwen2.5-VL inputs with one video of ``frames`` frames of ``grid x grid`` patches per sequence.
 
-    The video contributes ``(frames / 2) * grid * grid / 4`` tokens (temporal patch 2, 2x2 merge);
-    ``pad[b]`` extra left-padding tokens make a ragged batch.
+    The video contributes ``(frames / 2) * grid * grid / 4`` tokens (temporal patch 2, 2x2 merge). Row ``b``
+    starts with ``pad[b]`` left-padding tokens and its text suffix is ``max(pad) - pad[b]`` tokens longer, so
+    the rows are ragged and their videos sit at different cache positions.
     """
     config = model.config
     vision = config.vision_config
@@ -266,7 +275,7 @@ def qwen_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, pre
     t = frames // vision.temporal_patch_size
     n_video = t * grid * grid // vision.spatial_merge_size**2
     rows, length = [], prefix + n_video + suffix + 2
-    pad = pad or [0] * batch
+    pad = _row_pads(batch, pad)
     width = length + max(pad)
     input_ids = torch.full((batch, width), PAD)
     mask = torch.zeros((batch, width), dtype=torch.long)
@@ -275,7 +284,7 @@ def qwen_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, pre
         seq = (
             torch.randint(1, IMAGE_TOKEN, (prefix,), generator=g).tolist()
             + [config.vision_start_token_id] + [config.video_token_id] * n_video + [config.vision_end_token_id]
-            + torch.randint(1, IMAGE_TOKEN, (suffix,), generator=g).tolist()
+            + torch.randint(1, IMAGE_TOKEN, (suffix + max(pad) - pad[b],), generator=g).tolist()
         )
         start = width - len(seq)
         input_ids[b, start:] = torch.tensor(seq)
@@ -298,14 +307,18 @@ def qwen_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, pre
 
 def llava_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, suffix: int = 6, seed: int = 0,
                        pad: list[int] | None = None) -> dict:
-    """LLaVA-OneVision inputs with one ``frames``-frame video per sequence (pooled to 1 token per frame here)."""
+    """LLaVA-OneVision inputs with one ``frames``-frame video per sequence (pooled to 1 token per frame here).
+
+    Row ``b`` starts with ``pad[b]`` left-padding tokens and its text suffix is ``max(pad) - pad[b]`` tokens
+    longer (a ragged batch, as in :func:`qwen_video_inputs`).
+    """
     config = model.config
     vision = config.vision_config
     g = torch.Generator().manual_seed(seed)
     side = vision.image_size // vision.patch_size
     pooled = -(-side // 2)  # bilinear 2x pooling, rounded up
     n_video = frames * pooled * pooled + 1  # + the newline token appended after the frames
-    pad = pad or [0] * batch
+    pad = _row_pads(batch, pad)
     length = prefix + n_video + suffix
     width = length + max(pad)
     input_ids = torch.full((batch, width), PAD)
@@ -314,7 +327,7 @@ def llava_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, 
         seq = (
             torch.randint(1, IMAGE_TOKEN, (prefix,), generator=g).tolist()
             + [config.video_token_index] * n_video
-            + torch.randint(1, IMAGE_TOKEN, (suffix,), generator=g).tolist()
+            + torch.randint(1, IMAGE_TOKEN, (suffix + max(pad) - pad[b],), generator=g).tolist()
         )
         input_ids[b, width - len(seq):] = torch.tensor(seq)
         mask[b, width - len(seq):] = 1
@@ -324,15 +337,17 @@ def llava_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, 
 
 def _ragged_rows(batch: int, pad: list[int] | None, seed: int, middle: list[int], prefix: int, suffix: int):
     """``(input_ids, attention_mask)`` of ``batch`` rows ``text + middle + text``, row ``b`` left-padded by
-    exactly ``pad[b]`` tokens (its text prefix is longer by ``max(pad) - pad[b]``): a really ragged batch."""
-    pad = list(pad or [0] * batch)[:batch] + [0] * max(0, batch - len(pad or []))
+    exactly ``pad[b]`` tokens (its text suffix is longer by ``max(pad) - pad[b]``): a really ragged batch whose
+    rows hold ``middle`` at different cache positions, as :func:`qwen_video_inputs` does."""
+    pad = _row_pads(batch, pad)
     g = torch.Generator().manual_seed(seed)
     width = prefix + max(pad) + len(middle) + suffix
     input_ids = torch.full((batch, width), PAD)
     mask = torch.zeros((batch, width), dtype=torch.long)
     for b in range(batch):
-        head = torch.randint(1, IMAGE_TOKEN, (prefix + max(pad) - pad[b],), generator=g).tolist()
-        seq = head + middle + torch.randint(1, IMAGE_TOKEN, (suffix,), generator=g).tolist()
+        head = torch.randint(1, IMAGE_TOKEN, (prefix,), generator=g).tolist()
+        tail = torch.randint(1, IMAGE_TOKEN, (suffix + max(pad) - pad[b],), generator=g).tolist()
+        seq = head + middle + tail
         input_ids[b, pad[b]:] = torch.tensor(seq)
         mask[b, pad[b]:] = 1
     return input_ids, mask, g

@@ -59,9 +59,59 @@ class Trace:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Trace":
-        """Inverse of :meth:`to_dict` (derived keys are ignored)."""
+        """Inverse of :meth:`to_dict` (derived keys are ignored); checked with :meth:`check`."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {_json_type(data)} where a trace object was expected")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        if data and not known & set(data):
+            raise ValueError(f"an object with none of the trace fields (keys: {', '.join(sorted(map(str, data))[:5])})")
+        return cls(**{k: v for k, v in data.items() if k in known}).check()
+
+    def check(self) -> "Trace":
+        """``self`` if every field has the type and length :meth:`to_dict` writes, else a one-line
+        ``ValueError`` naming the field (so a hand-edited or truncated file never reaches matplotlib)."""
+        for name in _NUMBER_LISTS + _INT_LISTS:
+            values = getattr(self, name)
+            kind = int if name in _INT_LISTS else (int, float)
+            # A diverged sequence records its non-finite token as None (entropy and alpha), never as NaN.
+            gaps = self.diverged and name in ("entropy", "alpha")
+            if not isinstance(values, list) or not all(
+                (isinstance(v, kind) and not isinstance(v, bool)) or (gaps and v is None) for v in values
+            ):
+                what = "whole numbers" if name in _INT_LISTS else "numbers"
+                raise ValueError(f"field {name!r} must be a list of {what}, got {_json_type(values)} {_head(values)}")
+        for name in ("ema", "peak", "alpha"):
+            if len(getattr(self, name)) != self.num_tokens:
+                raise ValueError(f"field {name!r} has {len(getattr(self, name))} values for {self.num_tokens} tokens "
+                                 "(the length of 'entropy')")
+        if any(a not in (-1, 1, None) for a in self.alpha):
+            raise ValueError(f"field 'alpha' must hold only +1 and -1, got {_head(self.alpha)}")
+        if any(not 0 <= t < self.num_tokens for t in self.update_steps):
+            raise ValueError(f"field 'update_steps' must index generated tokens 0..{self.num_tokens - 1}, got "
+                             f"{_head(self.update_steps)}")
+        for name in ("delta_norm", "grad_norm"):
+            if len(getattr(self, name)) not in (0, len(self.update_steps)):
+                raise ValueError(f"field {name!r} has {len(getattr(self, name))} values for "
+                                 f"{len(self.update_steps)} update steps")
+        for name, kind in (("sequence", int), ("call", int), ("diverged", bool), ("config", dict), ("adapter", str),
+                           ("label", str)):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"field {name!r} must be a JSON {_json_type(kind())}, got {_json_type(getattr(self, name))}")
+        return self
+
+
+_NUMBER_LISTS = ("entropy", "ema", "peak", "delta_norm", "grad_norm")
+_INT_LISTS = ("alpha", "update_steps", "span", "pruned")
+
+
+def _json_type(value) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _head(values) -> str:
+    text = repr(values)
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def save_traces(traces: list[Trace], path: str | Path) -> Path:
@@ -82,9 +132,19 @@ def load_traces(path: str | Path) -> list[Trace]:
     except json.JSONDecodeError:  # JSONL: one object per line
         data = [json.loads(line) for line in text.splitlines() if line.strip()]
     items = data if isinstance(data, list) else [data]
-    return [Trace.from_dict(_unwrap(item)) for item in items]
+    traces = []
+    for i, item in enumerate(items):
+        try:
+            traces.append(Trace.from_dict(_unwrap(item)))
+        except (TypeError, ValueError) as err:
+            where = f"trace {i}" if len(items) > 1 else "the trace"
+            raise ValueError(f"{where}: {err}") from None
+    return traces
 
 
-def _unwrap(item: dict[str, Any]) -> dict[str, Any]:
-    """Accept an lmms-eval trace record ``{"doc_id": .., "trace": {...}}`` as well as a bare trace."""
-    return item["trace"] if "trace" in item and isinstance(item["trace"], dict) else item
+def _unwrap(item: Any) -> Any:
+    """Accept an lmms-eval trace record ``{"doc_id": .., "trace": {...} or null}`` as well as a bare trace (a
+    failed document's null trace is an empty one)."""
+    if isinstance(item, dict) and "trace" in item and (item["trace"] is None or isinstance(item["trace"], dict)):
+        return item["trace"] if item["trace"] is not None else {}
+    return item

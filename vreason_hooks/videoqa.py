@@ -96,7 +96,7 @@ def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> Vi
         dtype: ``"auto"`` (bfloat16 on GPU, float32 on CPU), ``"float32"``, ``"bfloat16"`` or ``"float16"``.
     """
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     config = _load_config(name)
     spec = match_adapter(config)
@@ -106,6 +106,11 @@ def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> Vi
             f"model {name} ({config.model_type}, adapter {spec.name!r}) is a text-only model: `vreason run` needs a "
             "video-language model (`vreason adapters` lists them); use the Python API (vreason_hooks.attach) for text models"
         )
+    if Path(name).is_dir():
+        check_checkpoint_files(Path(name))
+    # The processor first: it is cheap, and a wrong one must fail before gigabytes of weights load.
+    processor = _load_processor(name)
+    check_processor(processor, config, spec, name)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype == "auto":
@@ -118,8 +123,67 @@ def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> Vi
         kwargs["device_map"] = device
     model = AutoModelForImageTextToText.from_pretrained(name, **kwargs)
     model = (model if "device_map" in kwargs else model.to(device)).eval()
-    processor = AutoProcessor.from_pretrained(name)
     return VideoModel(model, processor, spec, name)
+
+
+CHECKPOINT_FILES = {
+    "weights (model.safetensors or pytorch_model.bin)": [("*.safetensors",), ("pytorch_model*.bin",)],
+    "tokenizer.json (or vocab.json + merges.txt, or tokenizer.model)": [
+        ("tokenizer.json",), ("vocab.json", "merges.txt"), ("tokenizer.model",)
+    ],
+    "processor_config.json (or preprocessor_config.json)": [
+        ("processor_config.json",), ("preprocessor_config.json",), ("video_preprocessor_config.json",)
+    ],
+}
+"""What ``vreason run`` needs in a checkpoint folder besides config.json: each entry is satisfied by any one
+of its alternatives (all files of an alternative present; glob patterns allowed)."""
+
+_SAVE_HINT = ("`vreason run` needs the whole checkpoint: save it with model.save_pretrained(DIR) and "
+              "AutoProcessor.from_pretrained(ORIGINAL).save_pretrained(DIR)")
+
+
+def check_checkpoint_files(folder: Path) -> None:
+    """Raise a one-line :class:`VReasonError` naming every file group :data:`CHECKPOINT_FILES` misses in
+    ``folder`` (transformers would otherwise fail late, with a message about video tokens or the hub)."""
+    missing = [
+        what for what, alternatives in CHECKPOINT_FILES.items()
+        if not any(all(any(folder.glob(pattern)) for pattern in alt) for alt in alternatives)
+    ]
+    if missing:
+        raise VReasonError(f"model folder {folder} is incomplete: it has no {', no '.join(missing)}; {_SAVE_HINT}")
+
+
+def _load_processor(name: str):
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise VReasonError(f"cannot load the processor of {name} ({first[:200]}); {_SAVE_HINT}") from None
+
+
+def check_processor(processor, config, spec: AdapterSpec, name: str) -> None:
+    """The processor must write the video token the model config expects, and have a chat template.
+
+    A checkpoint without its tokenizer files loads a stub tokenizer that maps ``<|video_pad|>`` to some
+    small id, and generation then fails with "video features and video tokens do not match"."""
+    expected = spec.span_token_id(config)
+    token = getattr(processor, "video_token", None)
+    tokenizer = getattr(processor, "tokenizer", None)
+    if token is not None and tokenizer is not None:
+        got = tokenizer.convert_tokens_to_ids(token)
+        if got != expected:
+            raise VReasonError(
+                f"the tokenizer of {name} maps the video token {token!r} to id {got}, but config.json has "
+                f"{spec.span.token_id_field} = {expected}: the checkpoint's tokenizer files (tokenizer.json, "
+                "tokenizer_config.json) are missing or belong to another model; copy them from the original checkpoint"
+            )
+    if getattr(processor, "chat_template", None) is None:
+        raise VReasonError(
+            f"{name} has no chat template (chat_template.jinja or chat_template.json): `vreason run` builds the "
+            "prompt with the model's own template; copy it from the original checkpoint"
+        )
 
 
 def build_inputs(vm: VideoModel, frames: Frames, question: str, prompt_style: str = "think") -> dict:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vreason_hooks import VReasonConfig
+from vreason_hooks.errors import validation_message
 
 NONE_WORDS = ("none", "null")
 
@@ -72,8 +73,5 @@ def split_model_args(model: str, kwargs: dict[str, Any], upstream_keys: set[str]
     try:
         config = VReasonConfig.model_validate(config_args)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}={config_args.get(e['loc'][0], '?')!r}: {e['msg']}" for e in err.errors()
-        )
-        raise ModelArgsError(f"{model}: bad --model_args value: {problems}") from None
+        raise ModelArgsError(f"{model}: bad --model_args value: {validation_message(err, noun='', values=config_args)}") from None
     return config, IntegrationOptions(**options), upstream

@@ -139,4 +139,44 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
             f"{spec.positions.rope_deltas!r}"
         )
     last = layers[-1]
-    return ResolvedAdapter(spec, hf_model, last, module("final_norm"), module("lm_head"), upstream.layer_index(last, len(layers) - 1))
+    final_norm, lm_head = module("final_norm"), module("lm_head")
+    _check_kinds(spec, hf_model, final_norm, lm_head)
+    spec.span_token_id(hf_model.config)  # a bad span.token_id_field fails here, not at the first generate
+    return ResolvedAdapter(spec, hf_model, last, final_norm, lm_head, upstream.layer_index(last, len(layers) - 1))
+
+
+def _check_kinds(spec: AdapterSpec, hf_model: nn.Module, final_norm: nn.Module, lm_head: nn.Module) -> None:
+    """Refuse a spec whose ``final_norm`` / ``lm_head`` paths name the wrong kind of module.
+
+    The LM head must map hidden states to vocabulary logits: not an embedding, and a 2-D ``weight`` (or
+    ``out_features``, for quantized linears) of ``vocab_size`` rows. The final norm must hold only 1-D
+    parameters of size ``hidden_size`` (RMSNorm / LayerNorm, or none): a decoder layer, a ``ModuleList`` or
+    a linear has matrices.
+    """
+    import torch
+    from torch import nn
+
+    text = hf_model.config.get_text_config() if hasattr(hf_model.config, "get_text_config") else hf_model.config
+    vocab, hidden = getattr(text, "vocab_size", None), getattr(text, "hidden_size", None)
+    where = spec.source or spec.name
+
+    weight = getattr(lm_head, "weight", None)
+    rows = getattr(lm_head, "out_features", None)
+    if rows is None and isinstance(weight, torch.Tensor) and weight.dim() == 2:
+        rows = weight.shape[0]
+    if isinstance(lm_head, nn.Embedding) or rows is None or (vocab is not None and rows != vocab):
+        got = type(lm_head).__name__ + (f" with {rows} outputs" if rows is not None else " without a 2-D weight")
+        raise SpecError(
+            f"adapter spec {where}: key 'modules.lm_head': {spec.modules.lm_head!r} is a {got}, not the LM head: "
+            f"point it at the Linear that maps hidden states to the {vocab} vocabulary logits (usually 'lm_head')"
+        )
+
+    shapes = [tuple(p.shape) for p in final_norm.parameters()]
+    if isinstance(final_norm, (nn.ModuleList, nn.ModuleDict, nn.Sequential)) or any(
+        len(shape) != 1 or (hidden is not None and shape[0] != hidden) for shape in shapes
+    ):
+        raise SpecError(
+            f"adapter spec {where}: key 'modules.final_norm': {spec.modules.final_norm!r} is a "
+            f"{type(final_norm).__name__} with parameters of shapes {shapes[:3]}{' …' if len(shapes) > 3 else ''}, not "
+            f"a norm: point it at the norm applied after the last decoder layer (1-D weight of size {hidden})"
+        )

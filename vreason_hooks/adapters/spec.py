@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError, model_validator
 
-from ..errors import SpecError
+from ..errors import SpecError, validation_message
 
 if TYPE_CHECKING:  # torch only where spans are computed: listing and validating specs stays light
     import torch
@@ -172,8 +172,8 @@ class AdapterSpec(BaseModel):
             fail("config.text_config", self.config.text_config)
         for key, value in (("span.token_id_field", self.span.token_id_field),
                            ("config.image_token_id", self.config.image_token_id)):
-            if value is not None and not isinstance(getattr(config, value, None), int):
-                fail(key, value)
+            if value is not None:
+                self._token_id(config, key, value)
         if self.positions.sections_field is not None:
             node = self.text_config(config)
             for part in self.positions.sections_field.split("."):
@@ -208,13 +208,22 @@ class AdapterSpec(BaseModel):
         """The input id that marks span positions, read from the model config (``None`` for prompt spans)."""
         if self.span.kind != "token":
             return None
-        value = getattr(config, self.span.token_id_field, None)
+        return self._token_id(config, "span.token_id_field", self.span.token_id_field)
+
+    def _token_id(self, config, key: str, field: str) -> int:
+        """``config.<field>`` if it holds a token id; else a :class:`SpecError` naming ``key``."""
+        value = getattr(config, field, None)
         if value is None:
             raise SpecError(
-                f"adapter {self.name!r} ({self.source}): the model config has no field "
-                f"span.token_id_field = {self.span.token_id_field!r}"
+                f"{self.where()}: key {key!r}: the model config ({type(config).__name__}) has no field {field!r}"
             )
-        return int(value)
+        # bool is an int subclass: a flag such as tie_word_embeddings must not pass as token id 1.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SpecError(
+                f"{self.where()}: key {key!r}: config.{field} = {_short(value)} is not a token id (a non-negative "
+                "integer); name the config field that holds the span token's id, e.g. video_token_id"
+            )
+        return value
 
     def span_positions(self, config, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
         """Controlled positions of every sequence of a prefill batch.
@@ -237,6 +246,11 @@ class AdapterSpec(BaseModel):
         return [row.nonzero().flatten() for row in marked]
 
 
+def _short(value) -> str:
+    text = " ".join(repr(value).split())
+    return f"{text[:60]}… ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
+
+
 def load_spec(path: str | Path) -> AdapterSpec:
     """Read and validate one spec file; any problem is a :class:`SpecError` naming the file and the key."""
     path = Path(path)
@@ -251,6 +265,4 @@ def load_spec(path: str | Path) -> AdapterSpec:
     try:
         return AdapterSpec.model_validate({**data, "source": str(path)})
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise SpecError(f"adapter spec {path}: key {key!r}: {first['msg']}") from None
+        raise SpecError(f"adapter spec {path}: {validation_message(err, noun='key')}") from None
