@@ -222,3 +222,26 @@ def test_paused_and_detached_sessions_leave_the_cache_alone():
             paused = model.generate(**inputs, **GEN)
     assert all(torch.equal(a, b) for a, b in zip(paused.logits, plain.logits))
     assert not any(layer._forward_hooks for layer in _layers(model))
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ([], dict(lite=False, prune_at="after_prefill", prune_scope="last_layer")),
+    (["--lite"], dict(lite=True, prune_at="after_prefill", prune_scope="last_layer")),
+    (["--lite", "prefill", "--prune-ratio", "0.25"], dict(lite=True, prune_at="prefill", prune_scope="per_layer", prune_ratio=0.25)),
+    (["--lite", "after_prefill", "--prune-scope", "per_layer"], dict(lite=True, prune_at="after_prefill", prune_scope="per_layer")),
+])
+def test_vreason_run_options_build_the_config(flags, expected):
+    from vreason_hooks.cli import _overrides, build_parser, load_config
+
+    args = build_parser().parse_args(["run", "--model", "m", "--video", "v.mp4", "--question", "q", *flags])
+    config = load_config(None, **_overrides(args))
+    assert {k: getattr(config, k) for k in expected} == expected
+
+
+def test_vreason_run_refuses_prefill_with_the_last_layer_scope():
+    from vreason_hooks.cli import CliError, _overrides, build_parser, load_config
+
+    args = build_parser().parse_args(["run", "--model", "m", "--video", "v", "--question", "q", "--lite", "prefill",
+                                      "--prune-scope", "last_layer"])
+    with pytest.raises(CliError, match="prune_scope='per_layer'"):
+        load_config(None, **_overrides(args))
