@@ -72,8 +72,9 @@ def split_model_args(model: str, kwargs: dict[str, Any], upstream_keys: set[str]
     try:
         config = VReasonConfig.model_validate(config_args)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}={config_args.get(e['loc'][0], '?')!r}: {e['msg']}" for e in err.errors()
+        problems = "; ".join(  # a check across fields (empty loc) names no single argument
+            f"{'.'.join(str(p) for p in e['loc'])}={config_args.get(e['loc'][0], '?')!r}: {e['msg']}" if e["loc"]
+            else e["msg"] for e in err.errors()
         )
         raise ModelArgsError(f"{model}: bad --model_args value: {problems}") from None
     return config, IntegrationOptions(**options), upstream
