@@ -275,17 +275,29 @@ def answers(docs: int, new_tokens: int) -> dict:
         lm = VReasonQwen2_5_VL(pretrained=str(ckpt), prompt_model="own", trace_dir=str(root / f"t-{name}"),
                                **video, **extra)
         lm.task_dict["vreason_synth"] = task.dataset
-        outputs[name] = [lm.generate_until([r])[0] for r in requests]
+        outputs[name] = [getattr(o, "text", o) for o in (lm.generate_until([r])[0] for r in requests)]  # str or GenerationResult
         scores[name] = statistics.mean(
-            process_results(r.doc, [o])["accuracy"] for r, o in zip(requests, outputs[name]))
+            process_results(task.eval_docs[r.doc_id], [o])["accuracy"] for r, o in zip(requests, outputs[name]))
         records = lm._vreason_records.gather()
         assert all(not r["failed"] for r in records), records
         pruned[name] = [(len(r["trace"]["span"]), len(r["trace"]["pruned"])) for r in records]
         del lm
-    same = lambda a, b: sum(x == y for x, y in zip(outputs[a], outputs[b]))  # noqa: E731
+    pairs = {"lite_prefill vs lite": ("lite_prefill", "lite"), "lite vs plain": ("lite", "plain"),
+             "lite_prefill vs plain": ("lite_prefill", "plain")}
+
+    def prefix_words(x: str, y: str) -> int:  # words the two answers share before they first differ
+        n = 0
+        for a, b in zip(x.split(), y.split()):
+            if a != b:
+                break
+            n += 1
+        return n
+
     return {"docs": docs, "new_tokens": new_tokens, "outputs": outputs, "accuracy": scores, "span_pruned": pruned,
-            "identical": {"lite_prefill vs lite": same("lite_prefill", "lite"), "lite vs plain": same("lite", "plain"),
-                          "lite_prefill vs plain": same("lite_prefill", "plain")}}
+            "identical": {k: sum(x == y for x, y in zip(outputs[a], outputs[b])) for k, (a, b) in pairs.items()},
+            "median_common_prefix_words": {
+                k: statistics.median(prefix_words(x, y) for x, y in zip(outputs[a], outputs[b])) for k, (a, b) in pairs.items()},
+            "median_answer_words": statistics.median(len(o.split()) for o in outputs["plain"])}
 
 
 def kv_bytes(model, inputs, config) -> dict:
@@ -430,7 +442,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.answers:
             row = answers(args.answers, NEW_TOKENS)
             results.append(row)
-            tables.append(json.dumps({k: row[k] for k in ("accuracy", "identical")}))
+            tables.append(json.dumps({k: row[k] for k in ("accuracy", "identical", "median_common_prefix_words",
+                                                          "median_answer_words")}))
         publish("lite_memory.py", argv, meta, results, "\n\n".join(tables), args.json)
         return
     results = []
