@@ -245,3 +245,15 @@ def test_vreason_run_refuses_prefill_with_the_last_layer_scope():
                                       "--prune-scope", "last_layer"])
     with pytest.raises(CliError, match="prune_scope='per_layer'"):
         load_config(None, **_overrides(args))
+
+
+def test_sliding_window_caches_are_refused_before_any_layer_is_touched():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=T.VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True, sliding_window=4,
+                         max_window_layers=0, layer_types=["sliding_attention"] * 2)
+    model = Qwen2ForCausalLM(config).eval()
+    with vreason.attach(model, vreason.VReasonConfig(**PREFILL)):
+        with pytest.raises(UnsupportedSettingError, match="Sliding-window"):
+            model.generate(**T.text_inputs(), max_new_tokens=2, do_sample=False, pad_token_id=0)

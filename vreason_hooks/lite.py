@@ -308,7 +308,8 @@ class PrefillPruner:
             )
         if cache is None:
             raise UnsupportedSettingError("V-Reason Lite prunes the KV cache: generate with use_cache=True")
-        check_prunable(cache)
+        if not self.sources:  # first layer of this prefill: refuse a cache Lite cannot shrink before touching it
+            check_prunable(cache)
         keys, values = upstream.layer_tensors(cache, index)
         if keys.shape[2] != self.length:
             raise UnsupportedSettingError(
@@ -330,6 +331,7 @@ class PrefillPruner:
 
     def layout(self, cache, control_layer: int) -> PrunedLayout:
         """The layout once the prefill forward is done; checks that every cache layer was pruned."""
+        check_prunable(cache)
         count = len(upstream.cache_layers(cache))
         device = upstream.layer_tensors(cache, control_layer)[0].device
         if not self.drops:  # nothing to drop: the cache was never touched, output bit for bit
