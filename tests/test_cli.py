@@ -195,6 +195,17 @@ def test_run_compare_on_a_tiny_checkpoint(tiny_qwen, clip, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_run_lite_prefill_prunes_the_video(tiny_qwen, clip, tmp_path):
+    traces = tmp_path / "traces.json"
+    result = vreason("run", "--model", tiny_qwen, "--video", clip, "--question", "Which way?", "--max-new-tokens", 4,
+                     "--frames", 8, "--trace-out", traces, "--lite", "prefill", "--prune-ratio", 0.25)
+    assert result.returncode == 0, result.stderr
+    (trace,) = load_traces(traces)
+    assert trace.config["lite"] is True and trace.config["prune_at"] == "prefill"
+    assert trace.config["prune_scope"] == "per_layer"
+    assert len(trace.span) == 16 and len(trace.pruned) == 4 and set(trace.pruned) <= set(trace.span)
+
+
 def test_run_bad_inputs(tiny_qwen, clip, tmp_path):
     def run(*extra, model=tiny_qwen, video=clip):
         return vreason("run", "--model", model, "--video", video, "--question", "q?", "--max-new-tokens", 2, *extra)

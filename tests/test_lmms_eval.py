@@ -40,6 +40,10 @@ def test_every_config_field_is_a_model_arg():
     assert (config.lr, config.step_interval, config.objective, config.lite) == (5e-4, 8, "max", True)
     assert config.prune_ratio == 0.25 and config.ema_init == "first" and config.max_grad_norm is None
     assert (options.trace_dir, options.prompt_model) == ("/t", "own") and upstream == {"max_num_frames": 16}
+    config, _, _ = split_model_args("m", {"lite": True, "prune_at": "prefill", "prune_scope": "per_layer"}, UPSTREAM_KEYS)
+    assert (config.prune_at, config.prune_scope) == ("prefill", "per_layer")
+    with pytest.raises(ModelArgsError, match="prune_scope='per_layer'"):  # prefill pruning has per-layer scores only
+        split_model_args("m", {"lite": True, "prune_at": "prefill"}, UPSTREAM_KEYS)
 
 
 @pytest.mark.parametrize("args, named", [

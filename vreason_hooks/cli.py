@@ -110,10 +110,23 @@ def _add_config_options(parser: argparse.ArgumentParser, lr_default: str = "") -
     group.add_argument("--ema-beta", type=float, metavar="B", help="β of the entropy moving average")
     group.add_argument("--objective", choices=["switch", "max", "min", "none"],
                        help="switch (the paper's), or the ablations max / min / none")
+    group.add_argument("--lite", nargs="?", const="after_prefill", choices=["after_prefill", "prefill"], metavar="WHEN",
+                       help="V-Reason Lite: prune the lowest-norm video tokens from the KV cache; WHEN is after_prefill "
+                       "(the default) or prefill (each layer as prefill writes it: lower whole-run peak, per-layer "
+                       "scores; implies --prune-scope per_layer). See docs/lite.md")
+    group.add_argument("--prune-ratio", type=float, metavar="R", help="Lite: fraction of video tokens dropped (default 0.5)")
+    group.add_argument("--prune-scope", choices=["last_layer", "per_layer"],
+                       help="Lite: whose norms choose the dropped tokens (default last_layer; per_layer with --lite prefill)")
 
 
 def _overrides(args) -> dict:
-    return {"lr": args.lr, "step_interval": args.step_interval, "ema_beta": args.ema_beta, "objective": args.objective}
+    lite = getattr(args, "lite", None)
+    scope = getattr(args, "prune_scope", None)
+    if lite == "prefill" and scope is None:
+        scope = "per_layer"  # the only scope prefill pruning has: the last layer's norms do not exist yet
+    return {"lr": args.lr, "step_interval": args.step_interval, "ema_beta": args.ema_beta, "objective": args.objective,
+            "lite": True if lite else None, "prune_at": lite, "prune_ratio": getattr(args, "prune_ratio", None),
+            "prune_scope": scope}
 
 
 # ---------------------------------------------------------------------------------------------- commands

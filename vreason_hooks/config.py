@@ -97,6 +97,22 @@ class VReasonConfig(BaseModel):
         description="Lite: 'last_layer': the last decoder layer's scores choose one token set dropped from every "
         "layer; 'per_layer': each layer drops its own lowest-scoring tokens (see docs/lite.md).",
     )
+    prune_at: Literal["after_prefill", "prefill"] = Field(
+        "after_prefill",
+        description="Lite: 'after_prefill': prune every layer once prefill is done (any prune_scope); 'prefill': "
+        "prune each layer right after it ran inside the prefill, so the full cache never exists at once and the "
+        "whole-run peak drops too; scores are then each layer's own (needs prune_scope='per_layer'). See "
+        "docs/lite.md.",
+    )
+
+    @model_validator(mode="after")
+    def _prefill_pruning_scores_per_layer(self) -> "VReasonConfig":
+        if self.prune_at == "prefill" and self.prune_scope != "per_layer":
+            raise ValueError(
+                "prune_at='prefill' scores each layer by its own norms while prefill writes it (the last layer's do "
+                "not exist yet): set prune_scope='per_layer' with it"
+            )
+        return self
 
     @field_validator(*RANGES, mode="after")
     @classmethod

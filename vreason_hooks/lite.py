@@ -1,6 +1,9 @@
-"""V-Reason Lite: drop the lowest-norm span tokens from every layer's KV cache right after prefill.
+"""V-Reason Lite: drop the lowest-norm span tokens from every layer's KV cache, after or during prefill.
 
-What happens, per ``generate`` call (see ``docs/lite.md``):
+``prune_at='after_prefill'`` (default) prunes every layer once the prefill forward is done;
+``prune_at='prefill'`` prunes each layer right after that layer ran inside the prefill forward
+(:class:`PrefillPruner`), so the full cache of all layers never exists at once. What happens, per
+``generate`` call (see ``docs/lite.md``):
 
 1. **Score** every span token of sequence ``b`` by the L2 norm of its cached value (or key) vector, taken over
    all KV heads and ``head_dim`` together, in the last decoder layer (``prune_scope='last_layer'``, one choice
@@ -17,12 +20,17 @@ What happens, per ``generate`` call (see ``docs/lite.md``):
    positions included). A caller that passes none gets the positions an unpruned cache would give, as the
    adapter spec's ``[positions]`` describes them.
 
-Nothing in this module knows about the controller; :mod:`vreason_hooks.session` calls :func:`prune_cache`
-at prefill and :meth:`PrunedLayout.rewrite_inputs` before every decode step.
+With ``prune_at='prefill'`` step 1 reads the layer's own norms (the only ones that exist when it is
+pruned) and step 3 happens inside the prefill forward, layer by layer; steps 2 and 4 are the same.
+
+Nothing in this module knows about the controller; :mod:`vreason_hooks.session` calls :func:`lite_prefill`
+at prefill (and, in ``'prefill'`` mode, :func:`start_prefill_pruning` before it and the layer hooks of
+:func:`prefill_pruning_hooks` during it) and :meth:`PrunedLayout.rewrite_inputs` before every decode step.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -30,7 +38,7 @@ import torch
 
 from . import upstream
 from .config import VReasonConfig
-from .errors import UnsupportedSettingError
+from .errors import UnsupportedSettingError, UpstreamError
 
 
 def pruned_count(ratio: float, n: int) -> int:
@@ -234,29 +242,160 @@ def _gather_slots(tensor: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     return out.masked_fill_((source < 0).view(batch, 1, -1, 1), 0)
 
 
+def _mapped_mask(source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(batch, L')`` prefill mask ``(batch, L)`` moved to the slots of ``source`` (filler = 0), on CPU."""
+    source = source.cpu()
+    return torch.gather(mask.cpu(), 1, source.clamp_min(0)).masked_fill(source < 0, 0)
+
+
+_PER_LAYER_MASK_ERROR = (
+    "V-Reason Lite with per-layer scores (prune_scope='per_layer' or prune_at='prefill') needs padding outside "
+    "the span (left padding) so that one attention mask fits every layer; use prune_at='after_prefill', "
+    "prune_scope='last_layer'"
+)
+
+
 def _check_same_mask(sources: list[torch.Tensor], control_layer: int, mask: torch.Tensor) -> None:
     # Layers differ in which span tokens they keep; one attention mask fits them all only if the masked
     # columns (left padding, filler) land on the same slots in every layer.
-    maps = [torch.gather(mask.to(s.device), 1, s.clamp_min(0)).masked_fill(s < 0, 0) for s in sources]
+    maps = [_mapped_mask(s, mask) for s in sources]
     if not all(torch.equal(m, maps[control_layer]) for m in maps):
+        raise UnsupportedSettingError(_PER_LAYER_MASK_ERROR)
+
+
+class PrefillPruner:
+    """``prune_at='prefill'``: shrinks each cache layer right after its decoder layer ran in the prefill forward.
+
+    The layer's attention has consumed the full keys and values by then (the prefill output is plain's); what
+    stays in the cache loses the layer's own ``floor(r * n_b)`` lowest-scoring span tokens per row. So the
+    cache holds at most the layers pruned so far plus one full layer (and, while one layer is gathered, that
+    layer's pruned copy). Every layer drops the same count per row, so all share one length and one mask.
+    """
+
+    def __init__(self, config: VReasonConfig, spans: list[torch.Tensor], length: int,
+                 attention_mask: torch.Tensor | None):
+        self.config, self.spans, self.length = config, spans, length
+        self.counts = [pruned_count(config.prune_ratio, s.numel()) for s in spans]
+        self.width = length - min(self.counts, default=0)
+        batch = len(spans)
+        self.mask = attention_mask if attention_mask is not None else torch.ones(batch, length, dtype=torch.long)
+        self.sources: dict[int, torch.Tensor] = {}
+        self.dropped: dict[int, list[torch.Tensor]] = {}
+        self._slot_mask: torch.Tensor | None = None
+
+    @property
+    def drops(self) -> bool:
+        return any(self.counts)
+
+    @torch.no_grad()
+    def prune_layer(self, cache, index: int) -> None:
+        """Replace cache layer ``index`` (just written by its full prefill) with its pruned copy."""
+        if index in self.sources:
+            raise UnsupportedSettingError(
+                f"V-Reason Lite prune_at='prefill': decoder layer {index} ran twice in one prefill (chunked "
+                "prefill?); use prune_at='after_prefill'"
+            )
+        if cache is None:
+            raise UnsupportedSettingError("V-Reason Lite prunes the KV cache: generate with use_cache=True")
+        if not self.sources:  # first layer of this prefill: refuse a cache Lite cannot shrink before touching it
+            check_prunable(cache)
+        keys, values = upstream.layer_tensors(cache, index)
+        if keys.shape[2] != self.length:
+            raise UnsupportedSettingError(
+                f"V-Reason Lite needs a fresh cache at prefill (layer {index} holds {keys.shape[2]} tokens for a "
+                f"{self.length}-token prompt); do not pass a filled past_key_values with lite=True"
+            )
+        scored = values if self.config.prune_score == "value" else keys
+        dropped = choose_dropped(token_scores(scored), self.spans, self.config.prune_ratio)
+        source = _layout(dropped, self.length, self.width, keys.device)
+        slot_mask = _mapped_mask(source, self.mask)
+        if self._slot_mask is None:
+            self._slot_mask = slot_mask
+        elif not torch.equal(slot_mask, self._slot_mask):
+            raise UnsupportedSettingError(_PER_LAYER_MASK_ERROR)
+        self.sources[index], self.dropped[index] = source, dropped
+        pruned = _gather_slots(keys, source), _gather_slots(values, source)
+        del keys, values, scored  # the cache's reference is the last one: the full layer goes with it
+        upstream.set_layer_tensors(cache, index, *pruned)
+
+    def layout(self, cache, control_layer: int) -> PrunedLayout:
+        """The layout once the prefill forward is done; checks that every cache layer was pruned."""
+        check_prunable(cache)
+        count = len(upstream.cache_layers(cache))
+        device = upstream.layer_tensors(cache, control_layer)[0].device
+        if not self.drops:  # nothing to drop: the cache was never touched, output bit for bit
+            identity = torch.arange(self.length, device=device).expand(len(self.spans), self.length)
+            sources, dropped = [identity] * count, [[s[:0] for s in self.spans]] * count
+        else:
+            missing = sorted(set(range(count)) - set(self.sources))
+            if missing:
+                raise UpstreamError(
+                    f"V-Reason Lite prune_at='prefill': cache layers {missing} were written by no hooked decoder "
+                    f"layer; use prune_at='after_prefill'; {upstream.version_note()}"
+                )
+            sources = [self.sources[i] for i in range(count)]
+            dropped = [self.dropped[i] for i in range(count)]
+        control = sources[control_layer]
+        kept_span = [torch.isin(control[b], s.to(control.device)).nonzero().flatten() for b, s in enumerate(self.spans)]
+        return PrunedLayout(self.length, sources, dropped, kept_span, control_layer,
+                            needs_mask=len(set(self.counts)) > 1)
+
+
+def start_prefill_pruning(config: VReasonConfig, spans: list[torch.Tensor], kwargs: dict,
+                          prompt_length: int, past: int) -> PrefillPruner | None:
+    """Session glue, called by the top model's pre-hook at each prefill: the pruner its layer hooks use.
+
+    ``None`` unless ``lite`` with ``prune_at='prefill'``.
+    """
+    if not (config.lite and config.prune_at == "prefill"):
+        return None
+    if past:
         raise UnsupportedSettingError(
-            "V-Reason Lite prune_scope='per_layer' needs padding outside the span (left padding) so that one "
-            "attention mask fits every layer; use prune_scope='last_layer'"
+            f"V-Reason Lite needs a fresh cache at prefill (cache holds {past} tokens already); do not pass a "
+            "filled past_key_values with lite=True"
         )
+    return PrefillPruner(config, spans, prompt_length, kwargs.get("attention_mask"))
+
+
+def prefill_pruning_hooks(decoder_layers, keyword: str, current_pruner) -> list:
+    """Forward hooks that prune each layer's cache entry right after the layer ran (``prune_at='prefill'``).
+
+    Args:
+        decoder_layers: the model's decoder layers (``nn.ModuleList``).
+        keyword: the keyword under which a decoder layer's ``forward`` takes the cache.
+        current_pruner: ``() -> PrefillPruner | None``; ``None`` outside a prefill (decode steps, paused).
+
+    Returns:
+        the hook handles (the session removes them on detach).
+    """
+
+    def hook(module, args, kwargs, output, index):
+        pruner = current_pruner()
+        if pruner is not None and pruner.drops:
+            pruner.prune_layer(upstream.find_cache(kwargs, keyword)[1], index)
+
+    return [
+        layer.register_forward_hook(functools.partial(hook, index=upstream.layer_index(layer, i)), with_kwargs=True)
+        for i, layer in enumerate(decoder_layers)
+    ]
 
 
 def lite_prefill(state, config: VReasonConfig, control_layer: int, args, kwargs) -> None:
     """Session glue, called at prefill before the controller exists: prune, then point the controller at the
     surviving span slots and record the dropped positions in the traces.
 
-    Sets ``state.lite`` (``None`` when nothing was dropped: decoding is then exactly the non-Lite path).
+    Sets ``state.lite`` (``None`` when nothing was dropped: decoding is then exactly the non-Lite path) and
+    clears ``state.pruner``.
     """
     if state.cache is None:
         raise UnsupportedSettingError("V-Reason Lite prunes the KV cache: generate with use_cache=True")
-    input_ids = kwargs.get("input_ids", args[0] if args else None)
-    layout = prune_cache(
-        state.cache, state.spans, config, control_layer, input_ids.shape[1], kwargs.get("attention_mask")
-    )
+    if state.pruner is not None:  # prune_at='prefill': the layer hooks pruned during the forward
+        layout, state.pruner = state.pruner.layout(state.cache, control_layer), None
+    else:
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        layout = prune_cache(
+            state.cache, state.spans, config, control_layer, input_ids.shape[1], kwargs.get("attention_mask")
+        )
     for trace, dropped in zip(state.traces, layout.pruned):
         trace.pruned = dropped
     if any(layout.pruned):

@@ -40,7 +40,7 @@ from .errors import (
     UnsupportedSettingError,
     UpstreamError,
 )
-from .lite import PrunedLayout, lite_prefill
+from .lite import PrefillPruner, PrunedLayout, lite_prefill, prefill_pruning_hooks, start_prefill_pruning
 from .trace import Trace
 
 _ATTACHED: "weakref.WeakKeyDictionary[nn.Module, Session]" = weakref.WeakKeyDictionary()
@@ -87,6 +87,8 @@ class _Generation:
     update_now: bool = False
     lite: PrunedLayout | None = None
     """V-Reason Lite's pruned cache layout (``None``: cache not pruned)."""
+    pruner: PrefillPruner | None = None
+    """V-Reason Lite ``prune_at='prefill'``: prunes each layer during the prefill forward (``None`` after it)."""
 
 
 class _ThreadState(threading.local):
@@ -170,6 +172,9 @@ class Session:
                 self.model.register_forward_hook(self._after_model, with_kwargs=True),
                 self.adapter.last_layer.register_forward_pre_hook(self._before_last_layer, with_kwargs=True),
             ]
+            if self.config.lite and self.config.prune_at == "prefill":  # Lite: prune each layer as prefill writes it
+                layers = self.model.get_submodule(self.adapter.spec.modules.decoder_layers)
+                self._handles += prefill_pruning_hooks(layers, self._layer_cache_keyword, self._current_pruner)
             original = self.model.generate
             self.model.generate = functools.wraps(original)(functools.partial(self._generate, original))
         except BaseException:
@@ -314,6 +319,7 @@ class Session:
             self._check_caller()
             self._start_generation(input_ids, kwargs.get("attention_mask"), past)
             self._check_required_inputs(kwargs)
+            self._state.pruner = start_prefill_pruning(self.config, self._state.spans, kwargs, new_tokens, past)
         state = self._state
         state.step += 1
         if state.step > 0 and input_ids is not None and self._eos_ids:
@@ -330,6 +336,9 @@ class Session:
             # Lite: generate's mask is in original coordinates; map it to the pruned cache layout.
             return args, state.lite.rewrite_inputs(kwargs, cache, module, self.adapter.spec)
         return None
+
+    def _current_pruner(self) -> PrefillPruner | None:
+        return None if self._paused or self._state is None else self._state.pruner
 
     def _check_decode_cache(self, cache, new_tokens: int) -> None:
         """Inside one ``generate`` call there is one prefill; every later forward must carry the cache it filled.

@@ -30,17 +30,16 @@ def _common_text(hidden: int, layers: int, heads: int, kv_heads: int, vocab: int
 
 
 def tiny_qwen2_5_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                    dtype=torch.float32, **ids):
+                    dtype=torch.float32, heads: int = 4, kv_heads: int = 2, **ids):
     """A Qwen2.5-VL with a 2-layer text model and a 2-block vision tower.
 
     ``ids`` overrides the special token ids (``video_token_id=...`` etc.) for a real-tokenizer layout.
     """
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    heads = 4
     half = hidden // heads // 2
     section = [half - 2 * (half // 3), half // 3, half // 3]
-    text = _common_text(hidden, layers, heads, 2, vocab)
+    text = _common_text(hidden, layers, heads, kv_heads, vocab)
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": section}
     config = Qwen2_5_VLConfig(
         text_config=text,
