@@ -242,7 +242,7 @@ def test_bfloat16_model_lr0_is_bit_identical_and_updates_move_bf16_cache():
 
 
 def test_gradient_cache_view_passes_isinstance_checks():
-    from vreason_hooks.session import _GradValuesCache
+    from vreason_hooks.grad_path import GradValuesCache as _GradValuesCache
 
     view = _GradValuesCache(DynamicCache(), 0, None)
     assert isinstance(view, DynamicCache)

@@ -23,9 +23,10 @@
 With ``prune_at='prefill'`` step 1 reads the layer's own norms (the only ones that exist when it is
 pruned) and step 3 happens inside the prefill forward, layer by layer; steps 2 and 4 are the same.
 
-Nothing in this module knows about the controller; :mod:`vreason_hooks.session` calls :func:`lite_prefill`
-at prefill (and, in ``'prefill'`` mode, :func:`start_prefill_pruning` before it and the layer hooks of
-:func:`prefill_pruning_hooks` during it) and :meth:`PrunedLayout.rewrite_inputs` before every decode step.
+Nothing in this module knows about the controller or the session: :mod:`vreason_hooks.generation` calls
+:func:`prune_cache` after the prefill (or, in ``'prefill'`` mode, creates a :class:`PrefillPruner` that the
+layer hooks of :func:`prefill_pruning_hooks` drive during it and asks it for the layout after it), and the
+session calls :meth:`PrunedLayout.rewrite_inputs` before every decode step.
 """
 
 from __future__ import annotations
@@ -159,13 +160,7 @@ class PrunedLayout:
 
 def check_prunable(cache) -> None:
     """Refuse caches Lite cannot shrink safely: anything but a DynamicCache of plain full-attention layers."""
-    bad = upstream.unsupported_cache_layers(cache)
-    if not upstream.is_dynamic_cache(cache) or not upstream.cache_layers(cache) or bad:
-        raise UnsupportedSettingError(
-            f"V-Reason Lite needs a DynamicCache whose layers are all plain full-attention DynamicLayers; got "
-            f"{type(cache).__name__}{' with ' + ', '.join(sorted(set(bad))) if bad else ''}. Sliding-window, "
-            "static, quantized and offloaded caches cannot be pruned here: use lite=False"
-        )
+    upstream.check_dynamic_cache(cache, needed_by="V-Reason Lite (every layer)", remedy=": use lite=False")
 
 
 @torch.no_grad()
@@ -283,6 +278,17 @@ class PrefillPruner:
         self.dropped: dict[int, list[torch.Tensor]] = {}
         self._slot_mask: torch.Tensor | None = None
 
+    @classmethod
+    def for_prefill(cls, config: VReasonConfig, spans: list[torch.Tensor], prompt_length: int,
+                    attention_mask: torch.Tensor | None, past: int) -> "PrefillPruner":
+        """The pruner of a prefill of ``prompt_length`` tokens; refuses a cache that already holds ``past``."""
+        if past:
+            raise UnsupportedSettingError(
+                f"V-Reason Lite needs a fresh cache at prefill (cache holds {past} tokens already); do not pass a "
+                "filled cache with lite=True"
+            )
+        return cls(config, spans, prompt_length, attention_mask)
+
     @property
     def drops(self) -> bool:
         return any(self.counts)
@@ -341,22 +347,6 @@ class PrefillPruner:
                             needs_mask=len(set(self.counts)) > 1)
 
 
-def start_prefill_pruning(config: VReasonConfig, spans: list[torch.Tensor], kwargs: dict,
-                          prompt_length: int, past: int) -> PrefillPruner | None:
-    """Session glue, called by the top model's pre-hook at each prefill: the pruner its layer hooks use.
-
-    ``None`` unless ``lite`` with ``prune_at='prefill'``.
-    """
-    if not (config.lite and config.prune_at == "prefill"):
-        return None
-    if past:
-        raise UnsupportedSettingError(
-            f"V-Reason Lite needs a fresh cache at prefill (cache holds {past} tokens already); do not pass a "
-            "filled past_key_values with lite=True"
-        )
-    return PrefillPruner(config, spans, prompt_length, kwargs.get("attention_mask"))
-
-
 def prefill_pruning_hooks(decoder_layers, keyword: str, current_pruner) -> list:
     """Forward hooks that prune each layer's cache entry right after the layer ran (``prune_at='prefill'``).
 
@@ -378,26 +368,3 @@ def prefill_pruning_hooks(decoder_layers, keyword: str, current_pruner) -> list:
         layer.register_forward_hook(functools.partial(hook, index=upstream.layer_index(layer, i)), with_kwargs=True)
         for i, layer in enumerate(decoder_layers)
     ]
-
-
-def lite_prefill(state, config: VReasonConfig, control_layer: int, args, kwargs) -> None:
-    """Session glue, called at prefill before the controller exists: prune, then point the controller at the
-    surviving span slots and record the dropped positions in the traces.
-
-    Sets ``state.lite`` (``None`` when nothing was dropped: decoding is then exactly the non-Lite path) and
-    clears ``state.pruner``.
-    """
-    if state.cache is None:
-        raise UnsupportedSettingError("V-Reason Lite prunes the KV cache: generate with use_cache=True")
-    if state.pruner is not None:  # prune_at='prefill': the layer hooks pruned during the forward
-        layout, state.pruner = state.pruner.layout(state.cache, control_layer), None
-    else:
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
-        layout = prune_cache(
-            state.cache, state.spans, config, control_layer, input_ids.shape[1], kwargs.get("attention_mask")
-        )
-    for trace, dropped in zip(state.traces, layout.pruned):
-        trace.pruned = dropped
-    if any(layout.pruned):
-        state.lite = layout
-        state.spans = layout.kept_span

@@ -239,14 +239,15 @@ def is_dynamic_cache(cache) -> bool:
     return isinstance(cache, DynamicCache) and not getattr(cache, "offloading", False)
 
 
-def check_dynamic_cache(cache, indices=None, *, needed_by: str = "V-Reason") -> None:
-    """Refuse anything but a ``DynamicCache`` of plain ``DynamicLayer``\\ s at ``indices`` (default: all)."""
+def check_dynamic_cache(cache, indices=None, *, needed_by: str = "V-Reason", remedy: str = "") -> None:
+    """Refuse anything but a ``DynamicCache`` of plain ``DynamicLayer``\\ s at ``indices`` (default: all, and at
+    least one). ``remedy`` ends the message (what the user can do instead)."""
     bad = unsupported_cache_layers(cache, indices)
-    if not is_dynamic_cache(cache) or bad:
+    if not is_dynamic_cache(cache) or bad or (indices is None and not cache_layers(cache)):
         raise UnsupportedSettingError(
-            f"{needed_by} needs a plain DynamicCache; got {type(cache).__name__}"
+            f"{needed_by} needs a plain DynamicCache of full-attention DynamicLayers; got {type(cache).__name__}"
             + (f" with {', '.join(bad)}" if bad else "")
-            + " (quantized, offloaded, static and sliding-window caches are not supported)"
+            + f". Sliding-window, static, quantized and offloaded caches are not supported{remedy}"
         )
 
 

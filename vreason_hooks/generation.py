@@ -1,0 +1,177 @@
+"""One generation under V-Reason: the state of a prefill and of the decode steps that follow it.
+
+:class:`Generation` holds the controlled spans, per sequence the EMA switch and the trace, the ΔV controller,
+the cache, V-Reason Lite's pruned layout, and the update schedule. The session's hooks drive it:
+:meth:`Generation.advance` before each forward, :meth:`Generation.take_cache` after the prefill,
+:meth:`Generation.record` and :meth:`Generation.update` after each forward, :meth:`Generation.finish` at the
+end. Nothing here knows about hooks or threads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from . import upstream
+from .adapters import ResolvedAdapter
+from .config import VReasonConfig
+from .controller import EntropySwitch, ValueController
+from .errors import UnsupportedSettingError
+from .grad_path import GradScope
+from .lite import PrefillPruner, PrunedLayout, prune_cache
+from .trace import Trace
+
+
+@dataclass(frozen=True)
+class UpdateSchedule:
+    """When ΔV moves: after tokens ``k-1, 2k-1, ...`` (never at the prefill), for sequences still running."""
+
+    step_interval: int
+
+    def due(self, step: int) -> bool:
+        """Whether the forward that produces token ``step`` (0: the prefill's) ends with an update."""
+        return step > 0 and (step + 1) % self.step_interval == 0
+
+
+@dataclass
+class Generation:
+    """State of one prefill and the decode steps that follow it (one per ``generate`` call)."""
+
+    config: VReasonConfig
+    adapter: ResolvedAdapter
+    spans: list[torch.Tensor]
+    """Per sequence, ``(n_span,)`` controlled cache positions (after Lite: the surviving slots)."""
+    switches: list[EntropySwitch]
+    traces: list[Trace]
+    grad_scope: GradScope
+    call: int = 0
+    """The session's ``generate`` call number this prefill belongs to."""
+    step: int = -1
+    """Index of the token the current forward produces (0: the prefill)."""
+    finished: list[bool] = field(default_factory=list)
+    controller: ValueController | None = None
+    cache: object = None
+    update_now: bool = False
+    lite: PrunedLayout | None = None
+    """V-Reason Lite's pruned cache layout (``None``: cache not pruned)."""
+    pruner: PrefillPruner | None = None
+    """V-Reason Lite ``prune_at='prefill'``: prunes each layer during the prefill forward (``None`` after it)."""
+    diverged: list[tuple[int, str]] = field(default_factory=list)
+    """``(sequence, what)`` of the sequences whose updates stopped on a non-finite value, for the session's warning."""
+
+    @classmethod
+    def start(cls, config: VReasonConfig, adapter: ResolvedAdapter, model_config, input_ids: torch.Tensor,
+              attention_mask: torch.Tensor | None, past: int, call: int, grad_scope: GradScope) -> "Generation":
+        """A new generation for a prefill of ``input_ids`` ``(batch, seq_len)`` after ``past`` cached tokens."""
+        spans = [p + past for p in adapter.spec.span_positions(model_config, input_ids, attention_mask)]
+        dump = config.model_dump()
+        traces = [Trace(sequence=b, call=call, span=s.tolist(), config=dump, adapter=adapter.spec.name)
+                  for b, s in enumerate(spans)]
+        switches = [EntropySwitch(config.ema_beta, config.objective, config.ema_init) for _ in spans]
+        pruner = None
+        if config.lite and config.prune_at == "prefill":
+            pruner = PrefillPruner.for_prefill(config, spans, input_ids.shape[1], attention_mask, past)
+        return cls(config, adapter, spans, switches, traces, grad_scope, call=call,
+                   finished=[False] * len(spans), pruner=pruner)
+
+    @property
+    def has_span(self) -> bool:
+        return any(p.numel() for p in self.spans)
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        """``(batch, num_kv_heads, seq_len, head_dim)`` cached values of the controlled layer."""
+        return upstream.layer_values(self.cache, self.adapter.cache_layer_index)
+
+    # ------------------------------------------------------------------ before each forward
+    def advance(self, input_ids: torch.Tensor | None, eos_ids: frozenset) -> None:
+        """Move to the next token: note the sequences that ended with EOS and whether this step updates."""
+        self.step += 1
+        if self.step > 0 and input_ids is not None and eos_ids:
+            last = input_ids[:, -1].tolist()
+            self.finished = [done or token in eos_ids for done, token in zip(self.finished, last)]
+        self.update_now = (
+            self.controller is not None
+            and UpdateSchedule(self.config.step_interval).due(self.step)
+            and any(not self.finished[b] for b in self.controller.sequences)
+        )
+
+    # ------------------------------------------------------------------ after the prefill
+    def take_cache(self, cache, prompt_length: int, attention_mask: torch.Tensor | None) -> None:
+        """The prefill filled ``cache``: prune it (Lite), then snapshot the span values ΔV controls."""
+        self.cache = cache
+        if cache is None:
+            if self.config.lite:
+                raise UnsupportedSettingError("V-Reason Lite prunes the KV cache: generate with use_cache=True")
+            return
+        if self.config.lite:
+            self._prune(prompt_length, attention_mask)
+        upstream.check_dynamic_cache(cache, [self.adapter.cache_layer_index], needed_by="V-Reason (controlled layer)")
+        if self.config.updates and self.has_span:  # else nothing ever moves: no snapshot, no ΔV, no optimiser
+            with torch.inference_mode(False):
+                self.controller = ValueController.from_cache_values(self.values, self.spans, self.config)
+
+    def _prune(self, prompt_length: int, attention_mask: torch.Tensor | None) -> None:
+        control = self.adapter.cache_layer_index
+        if self.pruner is not None:  # prune_at='prefill': the layer hooks pruned during the forward
+            layout, self.pruner = self.pruner.layout(self.cache, control), None
+        else:
+            layout = prune_cache(self.cache, self.spans, self.config, control, prompt_length, attention_mask)
+        for trace, dropped in zip(self.traces, layout.pruned):
+            trace.pruned = dropped
+        if any(layout.pruned):  # else decoding is exactly the non-Lite path
+            self.lite, self.spans = layout, layout.kept_span
+
+    # ------------------------------------------------------------------ after each forward
+    def record(self, entropies: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Feed each running sequence's entropy ``(batch,)`` to its switch and trace.
+
+        Returns:
+            per sequence due for an update, its loss ``-α_t H_t`` (differentiable on an update step).
+        """
+        losses = {}
+        for b, h in enumerate(entropies.detach().tolist()):
+            if self.finished[b]:
+                continue
+            if not math.isfinite(h):  # the model's logits (or our edit) went non-finite: stop this sequence
+                self._diverge(b, f"entropy {h}")
+                h = None
+            alpha = self.switches[b].observe(h) if h is not None else None
+            trace = self.traces[b]
+            trace.entropy.append(h)
+            trace.ema.append(self.switches[b].ema)
+            trace.peak.append(self.switches[b].peak)
+            trace.alpha.append(alpha)
+            if self.update_now and b in self.controller.sequences:
+                losses[b] = -alpha * entropies[b]
+        return losses
+
+    def update(self, losses: dict[int, torch.Tensor]) -> None:
+        """One AdamW step on ΔV; finite results go into the cache and the traces, the rest stop their sequence."""
+        report = self.controller.step(losses)
+        self.grad_scope.leave()
+        for b, (grad_norm, delta_norm) in list(report.items()):
+            if not (math.isfinite(grad_norm) and math.isfinite(delta_norm)):
+                self._diverge(b, f"gradient norm {grad_norm}, ‖ΔV‖ {delta_norm}")
+                del report[b]
+        self.controller.write(self.values, list(report))
+        for b, (grad_norm, delta_norm) in report.items():
+            self.traces[b].update_steps.append(self.step)
+            self.traces[b].grad_norm.append(grad_norm)
+            self.traces[b].delta_norm.append(delta_norm)
+
+    def _diverge(self, b: int, what: str) -> None:
+        """Stop sequence ``b``'s updates for good and put its original span values back."""
+        self.traces[b].diverged = True
+        self.diverged.append((b, what))
+        if self.controller is not None and b in self.controller.sequences:
+            self.controller.drop(b, self.values)
+
+    # ------------------------------------------------------------------ end
+    def finish(self) -> None:
+        """Leave the grad scope and put the original span values back (the cache then holds plain's)."""
+        self.grad_scope.leave()
+        if self.controller is not None and self.cache is not None and self.values is not None:
+            self.controller.restore(self.values)
