@@ -270,11 +270,11 @@ def _check_trace(record: dict, tokens: int, span: int, step_interval: int) -> No
 # Per CLI run on the bad task: adapter, video span, and the V-Reason settings given in --model_args.
 BAD_TASK_RUNS = {
     # 8 frames of 56x56 (patch 14, 2x2 merge, 2 frames per temporal patch): 16 video tokens.
-    "qwen": dict(adapter="qwen2_5_vl", span=16, config={"lr": 5e-4, "step_interval": 4, "objective": "switch"}),
+    "qwen": {"adapter": "qwen2_5_vl", "span": 16, "config": {"lr": 5e-4, "step_interval": 4, "objective": "switch"}},
     # 8 frames of 64x64 (patch 16): 16 video tokens, in 4 runs between timestamps.
-    "qwen3": dict(adapter="qwen3_vl", span=16, config={"lr": 2e-4, "step_interval": 2, "objective": "max"}),
+    "qwen3": {"adapter": "qwen3_vl", "span": 16, "config": {"lr": 2e-4, "step_interval": 2, "objective": "max"}},
     # 8 pooled frames + the newline token.
-    "hf": dict(adapter="llava_onevision", span=9, config={"lr": 1e-3, "step_interval": 3, "ema_beta": 0.8}),
+    "hf": {"adapter": "llava_onevision", "span": 9, "config": {"lr": 1e-3, "step_interval": 3, "ema_beta": 0.8}},
 }
 
 

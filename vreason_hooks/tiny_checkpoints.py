@@ -131,10 +131,11 @@ def _tiny_qwen3_vl(seed: int, hidden: int, layers: int, vocab: int, dtype: torch
     })
     config = Qwen3VLConfig(
         text_config=text,
-        vision_config=dict(
-            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden, patch_size=16,
-            spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64, deepstack_visual_indexes=[0],
-        ),
+        vision_config={
+            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": hidden,
+            "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [0],
+        },
         image_token_id=IMAGE_PAD, video_token_id=VIDEO_PAD, vision_start_token_id=VISION_START,
         vision_end_token_id=VISION_END, tie_word_embeddings=False,
     )

@@ -185,7 +185,7 @@ class _MediaKeywords:
     does for a path. Everything else is the processor's own.
     """
 
-    RENAMED = {"audios": "audio"}
+    RENAMED: ClassVar[dict[str, str]] = {"audios": "audio"}
     VIDEO_BACKEND = "pyav"
 
     def __init__(self, processor) -> None:
