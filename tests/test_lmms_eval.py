@@ -64,9 +64,42 @@ def test_bad_value_fails_at_startup_before_loading(tmp_path):
     comes first, so nothing is loaded for a run that cannot be right."""
     from lmms_eval.models import get_model
 
-    for name in ("vreason_qwen2_5_vl", "vreason_llava_video"):
+    for name in ("vreason_qwen2_5_vl", "vreason_qwen3_vl", "vreason_hf", "vreason_llava_video"):
         with pytest.raises(ModelArgsError, match=r"step_interval=0"):
             get_model(name).create_from_arg_string(f"pretrained={tmp_path},step_interval=0", {"batch_size": 1})
+
+
+def test_family_without_adapter_fails_before_loading(tmp_path):
+    """A checkpoint whose ``model_type`` no adapter matches stops the run from its config alone: the folder
+    holds no weights, so loading them would fail differently."""
+    from lmms_eval.models import get_model
+    from transformers import GPT2Config
+
+    from vreason_hooks.errors import NoAdapterError
+
+    GPT2Config(n_layer=1).save_pretrained(tmp_path)
+    for name in ("vreason_hf", "vreason_qwen3_vl"):
+        with pytest.raises(NoAdapterError, match=rf"{name}: pretrained=.* is a 'gpt2' checkpoint and no V-Reason adapter"):
+            get_model(name).create_from_arg_string(f"pretrained={tmp_path}", {"batch_size": 1})
+
+
+def test_batch_rows_are_matched_by_document():
+    """lmms-eval's ``huggingface`` model builds every row's messages with the first request's
+    ``doc_to_messages``; rows are still filed under their own documents, in the order they were built."""
+    from types import SimpleNamespace
+
+    from vreason_lmms_eval.wrapper import VReasonModel
+
+    docs = [{"q": "a"}, {"q": "b"}, {"q": "c"}]
+    lm = VReasonModel.__new__(VReasonModel)  # no model needed: only the task's documents
+    lm.task_dict = {"t": {"test": docs}}
+    group = [SimpleNamespace(doc_id=i, arguments=("ctx", lambda doc: doc, {}, i, "t", "test")) for i in (2, 0, 1)]
+    seen = []
+    first = VReasonModel._tracked(group[0], seen)
+    for request in group:  # the huggingface pattern: the first request's doc_to_messages for every row
+        first.arguments[1](docs[request.doc_id])
+    assert lm._rows(group, seen) == [2, 0, 1]
+    assert lm._rows(group, [{"q": "z"}]) == []  # not a document of the group: no guess
 
 
 def test_registered_through_the_entry_point():
@@ -75,12 +108,18 @@ def test_registered_through_the_entry_point():
 
     assert get_model("vreason_qwen2_5_vl") is models.VReasonQwen2_5_VL and not models.VReasonQwen2_5_VL.is_simple
     assert get_model("vreason_qwen2_5_vl", force_simple=True) is models.VReasonQwen2_5_VLSimple
+    assert get_model("vreason_qwen3_vl") is models.VReasonQwen3_VL and not models.VReasonQwen3_VL.is_simple
+    assert get_model("vreason_qwen3_vl", force_simple=True) is models.VReasonQwen3_VLSimple
+    assert get_model("vreason_hf") is models.VReasonHF
     assert get_model("vreason_llava_video") is models.VReasonLlavaVideo is get_model("vreason_llava_onevision")
     # Built on lmms-eval's own wrappers: their generate_until is the one that runs.
+    from lmms_eval.models.chat.huggingface import Huggingface
     from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
+    from lmms_eval.models.chat.qwen3_vl import Qwen3_VL
 
-    assert issubclass(models.VReasonQwen2_5_VL, Qwen2_5_VL)
-    assert "generate_until" not in vars(models.VReasonQwen2_5_VL)
+    for ours, theirs in ((models.VReasonQwen2_5_VL, Qwen2_5_VL), (models.VReasonQwen3_VL, Qwen3_VL),
+                         (models.VReasonHF, Huggingface)):
+        assert issubclass(ours, theirs) and "generate_until" not in vars(ours)
 
 
 # ---------------------------------------------------------------- synthetic task (fast)
@@ -181,6 +220,7 @@ def cli(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("lmms-eval")
     qwen = write_tiny_checkpoint("qwen2_5_vl", root / "tiny-qwen")
+    qwen3 = write_tiny_checkpoint("qwen3_vl", root / "tiny-qwen3")
     llava = write_tiny_checkpoint("llava_onevision", root / "tiny-llava")
     good = make_task(root / "task-good", n=3)
     # 5 documents: under two ranks, rank 1 runs 2 and lmms-eval pads it with a copy of its last one.
@@ -195,11 +235,25 @@ def cli(tmp_path_factory):
     runs = {
         "qwen": Run(root, "qwen", lmms_eval + ["--model", "vreason_qwen2_5_vl", "--model_args", switch,
                                                 "--include_path", str(bad)] + common, env),
+        "qwen3": Run(root, "qwen3", lmms_eval + ["--model", "vreason_qwen3_vl", "--model_args",
+                                                  f"pretrained={qwen3},{VIDEO_ARGS},lr=2e-4,step_interval=2,objective=max",
+                                                  "--include_path", str(bad)] + common, env),
+        # The generic model on a non-Qwen family: the adapter comes from the checkpoint's model_type.
+        "hf": Run(root, "hf", lmms_eval + ["--model", "vreason_hf", "--model_args",
+                                            f"pretrained={llava},lr=1e-3,step_interval=3,ema_beta=0.8",
+                                            "--include_path", str(bad)] + common, env),
         "qwen_dp": Run(root, "qwen_dp", [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
                                           "--main_process_port", str(_free_port()), "-m", "lmms_eval",
                                           "--model", "vreason_qwen2_5_vl", "--model_args", switch,
                                           "--include_path", str(bad)] + common,
                        {**env, "ACCELERATE_USE_CPU": "1"}),  # gloo on CPU
+        # objective=none against the upstream model, both through the CLI (upstream needs the CPU spelled out).
+        "qwen3_upstream": Run(root, "qwen3_upstream", lmms_eval + [
+            "--model", "qwen3_vl", "--model_args", f"pretrained={qwen3},{VIDEO_ARGS},device=cpu,device_map=cpu",
+            "--include_path", str(good)] + common, env),
+        "qwen3_none": Run(root, "qwen3_none", lmms_eval + [
+            "--model", "vreason_qwen3_vl", "--model_args", f"pretrained={qwen3},{VIDEO_ARGS},objective=none",
+            "--include_path", str(good)] + common, env),
         "llava": Run(root, "llava", lmms_eval + ["--model", "vreason_llava_video", "--model_args",
                                                   f"pretrained={llava},max_frames_num=8,step_interval=2,lite=true",
                                                   "--include_path", str(good)] + common, env),
@@ -217,27 +271,44 @@ def _check_trace(record: dict, tokens: int, span: int, step_interval: int) -> No
     assert record["peak_step"] == max(range(tokens), key=trace["ema"].__getitem__)
 
 
+# Per CLI run on the bad task: adapter, video span, and the V-Reason settings given in --model_args.
+BAD_TASK_RUNS = {
+    # 8 frames of 56x56 (patch 14, 2x2 merge, 2 frames per temporal patch): 16 video tokens.
+    "qwen": {"adapter": "qwen2_5_vl", "span": 16, "config": {"lr": 5e-4, "step_interval": 4, "objective": "switch"}},
+    # 8 frames of 64x64 (patch 16): 16 video tokens, in 4 runs between timestamps.
+    "qwen3": {"adapter": "qwen3_vl", "span": 16, "config": {"lr": 2e-4, "step_interval": 2, "objective": "max"}},
+    # 8 pooled frames + the newline token.
+    "hf": {"adapter": "llava_onevision", "span": 9, "config": {"lr": 1e-3, "step_interval": 3, "ema_beta": 0.8}},
+}
+
+
 @pytest.mark.slow
-def test_cli_qwen_end_to_end(cli):
-    run = cli["qwen"]
+@pytest.mark.parametrize("name", BAD_TASK_RUNS)
+def test_cli_end_to_end(cli, name):
+    run, expected = cli[name], BAD_TASK_RUNS[name]
     results = run.results()
     assert "accuracy,none" in results["results"]["vreason_synth"], run.tail()
     assert results["n-samples"]["vreason_synth"]["effective"] == 5
     traces = run.traces()
     assert sorted(traces) == list(range(5))
+    step_interval = expected["config"]["step_interval"]
     for doc_id in (0, 2, 4):
-        _check_trace(traces[doc_id], NEW_TOKENS, span=16, step_interval=4)
-        assert traces[doc_id]["trace"]["config"]["lr"] == 5e-4
+        _check_trace(traces[doc_id], NEW_TOKENS, span=expected["span"], step_interval=step_interval)
+        trace = traces[doc_id]["trace"]
+        assert trace["adapter"] == expected["adapter"]
+        assert {key: trace["config"][key] for key in expected["config"]} == expected["config"]
     summary = run.summary()
+    updates = len(range(step_interval - 1, NEW_TOKENS, step_interval))
     assert summary["completed"] == 3 and summary["mean_output_tokens"] == NEW_TOKENS
-    assert summary["updates"] == 3 * 2 and summary["mean_peak_step"] is not None and summary["mean_time_s"] > 0
-    # The task saw the upstream name: the qwen2_5_vl prompt (think/answer), not the default one.
+    assert summary["updates"] == 3 * updates and summary["mean_peak_step"] is not None and summary["mean_time_s"] > 0
+    # The task saw the upstream name (qwen2_5_vl, qwen3_vl, huggingface): its think/answer prompt, not the default.
     assert all("<answer>" in s["input"] for s in run.samples().values())
 
 
 @pytest.mark.slow
-def test_bad_videos_fail_alone(cli):
-    run = cli["qwen"]
+@pytest.mark.parametrize("name", BAD_TASK_RUNS)
+def test_bad_videos_fail_alone(cli, name):
+    run = cli[name]
     samples, traces, summary = run.samples(), run.traces(), run.summary()
     assert [f["doc_id"] for f in summary["failed"]] == [1, 3]
     assert "clip_001.mp4" in traces[1]["error"] and "clip_003.mp4 (missing)" in traces[3]["error"]
@@ -246,6 +317,20 @@ def test_bad_videos_fail_alone(cli):
         answered = bool(sample["filtered_resps"].strip())
         assert answered == (doc_id not in (1, 3)), (doc_id, sample["filtered_resps"])
     assert "document vreason_synth/3 failed" in run.log.read_text()
+
+
+@pytest.mark.slow
+def test_cli_objective_none_equals_upstream(cli):
+    """``lmms-eval --model vreason_qwen3_vl --model_args ...,objective=none`` and ``--model qwen3_vl`` on the same
+    tiny checkpoint: the same prompt (the task saw the upstream name), the same answer and score per document."""
+    ours, upstream = cli["qwen3_none"], cli["qwen3_upstream"]
+    assert ours.results()["results"] == upstream.results()["results"], (ours.tail(), upstream.tail())
+    samples, baseline = ours.samples(), upstream.samples()
+    assert sorted(samples) == sorted(baseline) == [0, 1, 2]
+    for doc_id, sample in samples.items():
+        assert sample["input"] == baseline[doc_id]["input"] and "<answer>" in sample["input"]
+        assert sample["filtered_resps"] == baseline[doc_id]["filtered_resps"] != ""
+    assert all(r["num_updates"] == 0 and r["output_tokens"] == NEW_TOKENS for r in ours.traces().values())
 
 
 @pytest.mark.slow
@@ -281,30 +366,64 @@ def test_data_parallel_matches_single_process(cli):
     assert dp.summary()["failed"] == single.summary()["failed"] != []
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["chat", "simple"])
-def test_objective_none_answers_equal_upstream(tmp_path, kind):
-    """In one process: lmms-eval's own ``qwen2_5_vl`` and ``vreason_qwen2_5_vl objective=none`` answer the same
-    requests (built by lmms-eval's task code) on the same tiny checkpoint with the same answers. ``simple`` is
-    the ``--force_simple`` path the paper's commands use, with upstream's ``reasoning_prompt``."""
+QWEN_VIDEO = {"max_pixels": 12544, "min_pixels": 3136, "max_num_frames": 8}
+THINK = "\\nThink inside <think> </think> then answer inside <answer> </answer>."
+
+
+def _upstream_huggingface(pretrained: str, **kwargs):
+    """lmms-eval's own ``huggingface`` model, with the two loading fixes ``vreason_hf`` makes and nothing else
+    (on transformers 5 upstream loads a head-less ``AutoModel`` and its processor call fails; see models.py)."""
     import torch
-    from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as UpstreamChat
-    from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as UpstreamSimple
-    from vreason_lmms_eval.models import VReasonQwen2_5_VL, VReasonQwen2_5_VLSimple
+    from lmms_eval.models.chat.huggingface import Huggingface
+    from transformers import AutoModelForImageTextToText
+    from vreason_lmms_eval.models import _MediaKeywords
+
+    lm = Huggingface(pretrained=pretrained, device="cpu", device_map="cpu", **kwargs)
+    assert not hasattr(lm.model, "lm_head")  # the upstream bug the fix is for
+    lm._model = AutoModelForImageTextToText.from_pretrained(pretrained, dtype=torch.bfloat16, device_map="cpu").eval()
+    lm.processor = _MediaKeywords(lm.processor)
+    return lm
+
+
+# name: (family of the tiny checkpoint, request kind, upstream class or factory, our class, extra model args)
+EQUALITY_CASES = {
+    "qwen2_5_vl": ("qwen2_5_vl", "chat", "lmms_eval.models.chat.qwen2_5_vl:Qwen2_5_VL", "VReasonQwen2_5_VL", QWEN_VIDEO),
+    # --force_simple, the path the paper's commands use, with upstream's reasoning_prompt.
+    "qwen2_5_vl_simple": ("qwen2_5_vl", "simple", "lmms_eval.models.simple.qwen2_5_vl:Qwen2_5_VL", "VReasonQwen2_5_VLSimple",
+                          {**QWEN_VIDEO, "reasoning_prompt": THINK}),
+    # (The chat vreason_qwen3_vl is compared with upstream through the CLI: test_cli_objective_none_equals_upstream.)
+    "qwen3_vl_simple": ("qwen3_vl", "simple", "lmms_eval.models.simple.qwen3_vl:Qwen3_VL", "VReasonQwen3_VLSimple",
+                        {**QWEN_VIDEO, "reasoning_prompt": THINK}),
+    "hf_llava_onevision": ("llava_onevision", "chat", _upstream_huggingface, "VReasonHF", {"reasoning_prompt": THINK}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", EQUALITY_CASES)
+def test_objective_none_answers_equal_upstream(tmp_path, case):
+    """In one process: lmms-eval's own model and ours with ``objective=none`` answer the same requests (built by
+    lmms-eval's task code) on the same tiny checkpoint with the same answers. (In process because upstream
+    ``huggingface`` cannot run through the CLI on transformers 5, and to keep the CLI runs few.)"""
+    import importlib
+
+    import torch
+    from vreason_lmms_eval import models
     from vreason_lmms_eval.synthetic_task import build_requests
 
     from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
 
-    ckpt = str(write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen"))
+    family, kind, upstream_cls, ours_name, args = EQUALITY_CASES[case]
+    if isinstance(upstream_cls, str):
+        module, name = upstream_cls.split(":")
+        upstream_cls = getattr(importlib.import_module(module), name)
+    ckpt = str(write_tiny_checkpoint(family, tmp_path / "tiny"))
     task, requests = build_requests(make_task(tmp_path / "task", n=3), task_type=kind)
     for request in requests:
         request.arguments[2 if kind == "chat" else 1]["max_new_tokens"] = NEW_TOKENS
-    video = {"max_pixels": 12544, "min_pixels": 3136, "max_num_frames": 8}
-    if kind == "simple":
-        video["reasoning_prompt"] = "\\nThink inside <think> </think> then answer inside <answer> </answer>."
-    upstream_cls, ours_cls = (UpstreamChat, VReasonQwen2_5_VL) if kind == "chat" else (UpstreamSimple, VReasonQwen2_5_VLSimple)
-    upstream = upstream_cls(pretrained=ckpt, device="cpu", device_map="cpu", **video)
-    ours = ours_cls(pretrained=ckpt, objective="none", prompt_model="own", trace_dir=str(tmp_path / "traces"), **video)
+    extra = {} if upstream_cls is _upstream_huggingface else {"device": "cpu", "device_map": "cpu"}
+    upstream = upstream_cls(pretrained=ckpt, **extra, **args)
+    ours = getattr(models, ours_name)(pretrained=ckpt, objective="none", prompt_model="own",
+                                      trace_dir=str(tmp_path / "traces"), **args)
     assert ours.model.dtype == upstream.model.dtype == torch.bfloat16  # upstream's precision, by default
     answers = {}
     for name, lm in (("upstream", upstream), ("ours", ours)):
@@ -314,26 +433,28 @@ def test_objective_none_answers_equal_upstream(tmp_path, kind):
     records = ours._vreason_records.items
     assert [r.doc_id for r in records] == [0, 1, 2]
     assert all(r.output_tokens == NEW_TOKENS and r.trace["update_steps"] == [] for r in records)
+    assert records[0].trace["adapter"] == family
     ours.clean()
     assert ours.vreason_summary["completed"] == 3 and ours.vreason_summary["updates"] == 0
     assert len(list((tmp_path / "traces").glob("*_vreason_traces_vreason_synth.jsonl"))) == 1
 
 
 @pytest.mark.slow
-def test_batched_documents_get_their_own_traces(tmp_path):
+@pytest.mark.parametrize("family, cls", [("qwen2_5_vl", "VReasonQwen2_5_VL"), ("qwen3_vl", "VReasonQwen3_VL")])
+def test_batched_documents_get_their_own_traces(tmp_path, family, cls):
     """``--batch_size 2`` with the chat class: one upstream call per batch, each row's trace filed under its
     document. The batch is left-padded, so the shorter prompt's video span starts later by the length gap:
     that tells the rows apart."""
-    from vreason_lmms_eval.models import VReasonQwen2_5_VL
+    from vreason_lmms_eval import models
     from vreason_lmms_eval.synthetic_task import build_requests, doc_to_text
 
     from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
 
-    ckpt = str(write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen"))
+    ckpt = str(write_tiny_checkpoint(family, tmp_path / "tiny"))
     task, requests = build_requests(make_task(tmp_path / "task", n=3))
     for request in requests:
         request.arguments[2]["max_new_tokens"] = 4
-    lm = VReasonQwen2_5_VL(pretrained=ckpt, batch_size=2, prompt_model="own", trace_dir=str(tmp_path / "traces"),
+    lm = getattr(models, cls)(pretrained=ckpt, batch_size=2, prompt_model="own", trace_dir=str(tmp_path / "traces"),
                            max_pixels=12544, min_pixels=3136, max_num_frames=8)
     lm.task_dict["vreason_synth"] = task.dataset
     answers = lm.generate_until(requests)

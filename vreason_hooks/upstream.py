@@ -286,3 +286,20 @@ def replace_layer_input(args: tuple, kwargs: dict, transform) -> tuple[tuple, di
     if kwargs.get("hidden_states") is not None:
         kwargs = {**kwargs, "hidden_states": transform(kwargs["hidden_states"])}
     return args, kwargs
+
+
+# ---------------------------------------------------------------------------------------------- auto classes
+def generation_auto_class(config):
+    """The transformers auto class that loads ``config``'s checkpoint with its language-model head:
+    ``AutoModelForCausalLM`` if it maps the config class, else ``AutoModelForImageTextToText``, else ``None``.
+
+    Reads the auto classes' config-class mappings (``_model_mapping``). lmms-eval 0.7.3's ``huggingface``
+    model tests ``config.model_type in mapping.keys()``, but the keys are config classes, so it never matches
+    and falls back to ``AutoModel``, which loads the base model without a head (it cannot ``generate``).
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    for auto in (AutoModelForCausalLM, AutoModelForImageTextToText):
+        if type(config) in auto._model_mapping:
+            return auto
+    return None

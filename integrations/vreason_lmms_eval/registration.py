@@ -12,13 +12,20 @@ _MODELS = "vreason_lmms_eval.models"
 
 
 def manifests() -> list[ModelManifest]:
-    """``vreason_qwen2_5_vl`` (chat and simple, like upstream ``qwen2_5_vl``) and ``vreason_llava_video``."""
+    """``vreason_qwen2_5_vl`` and ``vreason_qwen3_vl`` (chat and simple, like upstream), ``vreason_hf`` (chat,
+    like upstream ``huggingface``) and ``vreason_llava_video`` (simple)."""
     return [
         ModelManifest(
             model_id="vreason_qwen2_5_vl",
             chat_class_path=f"{_MODELS}.VReasonQwen2_5_VL",
             simple_class_path=f"{_MODELS}.VReasonQwen2_5_VLSimple",
         ),
+        ModelManifest(
+            model_id="vreason_qwen3_vl",
+            chat_class_path=f"{_MODELS}.VReasonQwen3_VL",
+            simple_class_path=f"{_MODELS}.VReasonQwen3_VLSimple",
+        ),
+        ModelManifest(model_id="vreason_hf", chat_class_path=f"{_MODELS}.VReasonHF"),
         ModelManifest(
             model_id="vreason_llava_video",
             simple_class_path=f"{_MODELS}.VReasonLlavaVideo",

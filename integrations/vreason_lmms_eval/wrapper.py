@@ -22,6 +22,10 @@ from typing import ClassVar
 from loguru import logger as eval_logger
 
 from vreason_hooks import Session, VReasonConfig, attach
+from vreason_hooks.adapters.registry import HOW_TO_ADD
+from vreason_hooks.adapters.registry import available as available_adapters
+from vreason_hooks.adapters.spec import AdapterSpec
+from vreason_hooks.errors import NoAdapterError
 
 from .cli_context import report_as, run_stamp
 from .model_args import IntegrationOptions, split_model_args
@@ -75,6 +79,7 @@ class VReasonModel:
         if prompt_model != "own":
             report_as(prompt_model, own_names=(self.MODEL_NAME, *self.ALIASES))
         self._vreason_stamp = run_stamp()
+        self.vreason_adapter = self._checkpoint_adapter(upstream)
         self._load_upstream(**upstream)
         self._vreason_records = Records(self.MODEL_NAME, config.model_dump())
         self._attach_vreason()
@@ -82,10 +87,26 @@ class VReasonModel:
     def _load_upstream(self, **kwargs) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _checkpoint_adapter(self, upstream: dict) -> AdapterSpec:
+        """The adapter for the ``pretrained`` checkpoint, from its config alone, so that a checkpoint of a
+        family V-Reason has no adapter for stops the run before its weights are loaded."""
+        from transformers import AutoConfig
+
+        pretrained = upstream.get("pretrained", upstream_arguments(self.UPSTREAM).get("pretrained"))
+        remote = bool(upstream.get("trust_remote_code", False))
+        config = AutoConfig.from_pretrained(pretrained, trust_remote_code=remote)
+        for spec in available_adapters():
+            if spec.matches(config):
+                return spec
+        raise NoAdapterError(
+            f"{self.MODEL_NAME}: pretrained={pretrained} is a {config.model_type!r} checkpoint and no V-Reason adapter "
+            f"matches it (adapters: {', '.join(s.name for s in available_adapters())}); {HOW_TO_ADD}"
+        )
+
     # ------------------------------------------------------------------ session
     def _attach_vreason(self) -> None:
         model = self.model
-        self.vreason = attach(model, self.vreason_config)
+        self.vreason = attach(model, self.vreason_config, adapter=self.vreason_adapter)
         inner = model.generate  # the session's wrapper; timed from outside so the time covers it too
         self._generate_s = 0.0
 
@@ -109,8 +130,8 @@ class VReasonModel:
 
     def _run(self, group):
         """Answers for ``group`` from the upstream wrapper; on an error, each document alone."""
-        order: list[int] = []
-        tracked = [self._tracked(r, order) for r in group] if len(group) > 1 else group
+        seen: list = []
+        tracked = [self._tracked(r, seen) for r in group] if len(group) > 1 else group
         self.vreason.pop_traces()  # leftovers (of a failed call) belong to no document
         self._generate_s = 0.0
         start = time.perf_counter()
@@ -127,7 +148,7 @@ class VReasonModel:
         traces = self.vreason.pop_traces()  # popped: the session's memory stays flat over a long run
         if len(group) == 1:
             by_doc = {group[0].doc_id: traces[-1] if traces else None}
-        elif len(order) == len(traces):  # batch rows follow the order the upstream code built messages
+        elif len(order := self._rows(group, seen)) == len(traces):  # rows follow the order messages were built
             by_doc = dict(zip(order, traces))
         else:
             eval_logger.warning("V-Reason: could not match batch rows to documents; traces of this batch dropped")
@@ -145,17 +166,37 @@ class VReasonModel:
         return answers
 
     @staticmethod
-    def _tracked(request, order: list):
-        """A copy of a chat request whose ``doc_to_messages`` notes the doc id when the upstream code calls it."""
+    def _tracked(request, seen: list):
+        """A copy of a chat request whose ``doc_to_messages`` notes the document it is called with."""
         ctx, doc_to_messages, gen_kwargs, doc_id, task, split = request.arguments
 
         def noting(doc, *args, **kwargs):
-            order.append(doc_id)
+            seen.append(doc)
             return doc_to_messages(doc, *args, **kwargs)
 
         tracked = copy.copy(request)
         tracked.arguments = (ctx, noting, gen_kwargs, doc_id, task, split)
         return tracked
+
+    def _rows(self, group, seen: list) -> list[int]:
+        """The doc ids of the batch rows, from the documents the upstream code built messages for, in order.
+
+        Matched by the document, not by whose ``doc_to_messages`` was called: lmms-eval's ``huggingface``
+        model calls the first request's for every row. ``[]`` if a document is not one of the group's.
+        """
+        pending = [(request.doc_id, self._doc(request)) for request in group]
+        order = []
+        for doc in seen:
+            match = next((i for i, (_, candidate) in enumerate(pending) if candidate == doc), None)
+            if match is None:
+                return []
+            order.append(pending.pop(match)[0])
+        return order
+
+    def _doc(self, request):
+        """The document of a request (lmms-eval's arguments end with ``doc_id, task, split``)."""
+        doc_id, task, split = request.arguments[-3:]
+        return self.task_dict[task][split][doc_id]
 
     def _record_failure(self, request, err: Exception) -> None:
         message = _describe(err) + self._videos_note(request)
@@ -170,8 +211,7 @@ class VReasonModel:
         """`` [video /x.mp4 (missing)]`` for the document's video paths, to make the log say which file."""
         try:
             args = request.arguments
-            doc_id, task, split = args[-3:]
-            doc = self.task_dict[task][split][doc_id]
+            doc = self._doc(request)
             # Simple: (ctx, gen_kwargs, doc_to_visual, ...); chat: (ctx, doc_to_messages, ...), a bound method
             # of the task, which has doc_to_visual.
             doc_to_visual = args[2] if self.is_simple else args[1].__self__.doc_to_visual
