@@ -378,7 +378,10 @@ def _upstream_huggingface(pretrained: str, **kwargs):
     from transformers import AutoModelForImageTextToText
     from vreason_lmms_eval.models import _MediaKeywords
 
-    lm = Huggingface(pretrained=pretrained, device="cpu", device_map="cpu", **kwargs)
+    from conftest import upstream_call_deprecations
+
+    with upstream_call_deprecations():  # lmms-eval's Huggingface passes torch_dtype= (its call, not ours)
+        lm = Huggingface(pretrained=pretrained, device="cpu", device_map="cpu", **kwargs)
     assert not hasattr(lm.model, "lm_head")  # the upstream bug the fix is for
     lm._model = AutoModelForImageTextToText.from_pretrained(pretrained, dtype=torch.bfloat16, device_map="cpu").eval()
     lm.processor = _MediaKeywords(lm.processor)
