@@ -30,6 +30,9 @@ _EXPORTS = {
     "SpecError": ".errors",
     "AlreadyAttachedError": ".errors",
     "ConfigError": ".errors",
+    "ConcurrentUseError": ".errors",
+    "UpstreamError": ".errors",
+    "UncontrolledGenerationError": ".errors",
     "adapters": ".adapters",
 }
 
@@ -54,10 +57,13 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from .config import VReasonConfig, coerce_config
     from .errors import (
         AlreadyAttachedError,
+        ConcurrentUseError,
         ConfigError,
         NoAdapterError,
         SpecError,
+        UncontrolledGenerationError,
         UnsupportedSettingError,
+        UpstreamError,
         VReasonError,
     )
     from .session import Session, attach
