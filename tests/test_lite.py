@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vreason_hooks as vreason
-from vreason_hooks import testing as T
+from vreason_hooks.apps import testing as T
 from vreason_hooks import adapters, upstream
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count, token_scores
@@ -339,7 +339,7 @@ def test_lmms_eval_runs_lite_from_model_args(tmp_path):
     import sys
     from pathlib import Path
 
-    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
+    from vreason_hooks.apps.tiny_checkpoints import write_tiny_checkpoint
     from vreason_lmms_eval.synthetic_task import make_task
 
     checkpoint = write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen")

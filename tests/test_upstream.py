@@ -10,7 +10,7 @@ from packaging.version import Version
 from transformers import LlamaForCausalLM
 
 import vreason_hooks as vreason
-from vreason_hooks import testing as T
+from vreason_hooks.apps import testing as T
 from vreason_hooks import upstream
 from vreason_hooks.errors import NoAdapterError, UncontrolledGenerationError, UpstreamError
 

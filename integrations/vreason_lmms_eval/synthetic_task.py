@@ -1,7 +1,7 @@
 """The offline synthetic video task ``vreason_synth``: writer and lmms-eval hooks.
 
 :func:`make_task` writes a folder that ``lmms-eval --include_path DIR --tasks vreason_synth`` runs: the clips
-of :mod:`vreason_hooks.video_clips`, ``data.jsonl`` (one question per clip), the task YAML and its
+of :mod:`vreason_hooks.apps.video_clips`, ``data.jsonl`` (one question per clip), the task YAML and its
 ``utils.py``. Scoring is Video-R1's: the text inside the last ``<answer>...</answer>`` (the whole output
 when there is none) must name the right option, by its letter or by its text.
 """
@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from vreason_hooks.video_clips import write_clips
+from vreason_hooks.apps.video_clips import write_clips
 
 TASK = "vreason_synth"
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)

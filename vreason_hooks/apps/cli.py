@@ -68,8 +68,8 @@ def load_config(path: str | None, base=None, **overrides):
     (TOML/JSON/YAML), then the command-line ``overrides`` that are not ``None``; any problem is one line."""
     from pydantic import ValidationError
 
-    from .config import CONFIG_SUFFIXES, VReasonConfig
-    from .errors import validation_message
+    from ..config import CONFIG_SUFFIXES, VReasonConfig
+    from ..errors import validation_message
 
     data = base.model_dump() if base is not None else {}
     if path:
@@ -134,7 +134,7 @@ def cmd_demo(args) -> int:
     from . import demo
 
     _quiet_libraries(args.debug)
-    from .config import VReasonConfig
+    from ..config import VReasonConfig
 
     # The demo's own settings unless --paper; a config file and flags override fields of that base.
     config = load_config(args.config, base=VReasonConfig() if args.paper else demo.DEMO_CONFIG, **_overrides(args))
@@ -150,7 +150,7 @@ def cmd_run(args) -> int:
     from rich.markup import escape
 
     from . import videoqa
-    from .trace import save_traces
+    from ..trace import save_traces
     from .video import read_frames
 
     console = _console(stderr=False)
@@ -203,7 +203,7 @@ def _print_answers(console, runs, config) -> None:
 
 def cmd_plot(args) -> int:
     from .plotting import plot_traces, trace_label
-    from .trace import load_traces
+    from ..trace import load_traces
 
     traces, labels = [], []
     for name in args.traces:
@@ -238,12 +238,12 @@ def cmd_plot(args) -> int:
 def cmd_adapters(args) -> int:
     from rich.table import Table
 
-    from .adapters import available, builtin_spec_paths
-    from .adapters.table import positions_cell, span_cell
+    from ..adapters import available, builtin_spec_paths
+    from ..adapters.table import positions_cell, span_cell
 
     specs = available()
     if args.markdown:
-        from .adapters.table import markdown_table
+        from ..adapters.table import markdown_table
 
         print(markdown_table(specs))
         return 0
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the one place that turns any failure into one line
         if args.debug:
             raise
-        from .errors import VReasonError
+        from ..errors import VReasonError
 
         known = isinstance(err, (CliError, VReasonError, OSError))
         hint = "" if known else f" ({type(err).__name__}; run again with --debug for the traceback)"

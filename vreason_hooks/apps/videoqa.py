@@ -1,7 +1,7 @@
 """One video question to any supported video-language model, with or without V-Reason (``vreason run``).
 
 Loads a checkpoint (local folder or hub id already in the local cache), finds its adapter from the config
-before loading any weights, samples frames with :mod:`vreason_hooks.video`, builds inputs with the model's
+before loading any weights, samples frames with :mod:`vreason_hooks.apps.video`, builds inputs with the model's
 own processor and chat template, and generates greedily (the paper's "near-greedy" protocol).
 """
 
@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapters import AdapterSpec, available
-from .config import VReasonConfig
-from .errors import NoAdapterError, VReasonError
-from .trace import Trace
+from ..adapters import AdapterSpec, available
+from ..config import VReasonConfig
+from ..errors import NoAdapterError, VReasonError
+from ..trace import Trace
 from .video import Frames
 
 THINK_PROMPT = (
@@ -204,7 +204,7 @@ def generate(vm: VideoModel, inputs: dict, config: VReasonConfig, max_new_tokens
     """Greedy generation inside a V-Reason session (``objective='none'`` gives the traced baseline)."""
     import torch
 
-    from .session import attach
+    from ..session import attach
 
     start = time.perf_counter()
     with attach(vm.model, config, adapter=vm.spec) as session, torch.inference_mode():

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from .config import VReasonConfig
+from ..config import VReasonConfig
 
 DEMO_CONFIG = VReasonConfig(lr=0.3, step_interval=2, ema_beta=0.9)
 """The demo's default controller settings (see the module docstring for why they are not the paper's)."""
@@ -60,7 +60,7 @@ class Question:
 
 def load_questions(path: str | Path | None = None) -> list[Question]:
     """The bundled questions (or those of a JSON list of ``{id, question, answer}`` objects)."""
-    text = Path(path).read_text() if path else files(__package__).joinpath("assets/demo_questions.json").read_text()
+    text = Path(path).read_text() if path else files(__package__).joinpath("data/demo_questions.json").read_text()
     return [Question(**item) for item in json.loads(text)]
 
 
@@ -130,7 +130,7 @@ def _prompt_ids(tokenizer, question: str):
 def _generate(model, tokenizer, inputs, config: VReasonConfig, max_new_tokens: int, label: str, answer: str):
     import torch
 
-    from .session import attach
+    from ..session import attach
 
     start = time.perf_counter()
     with attach(model, config) as session, torch.inference_mode():
@@ -160,7 +160,7 @@ def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | No
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .assets import SMOLLM2_GGUF, load_smollm2
-    from .trace import save_traces
+    from ..trace import save_traces
 
     console = console or Console()
     config = config or DEMO_CONFIG
