@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import time
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
 from ..config import VReasonConfig
+from .answers import final_number
+from .runs import generate_in_session
 
 DEMO_CONFIG = VReasonConfig(lr=0.3, step_interval=2, ema_beta=0.9)
 """The demo's default controller settings (see the module docstring for why they are not the paper's)."""
@@ -39,14 +40,6 @@ INSTRUCTION = "Think step by step, then give the final answer on the last line a
 """Appended to every question. (The reasoning study in ``benchmarks/`` sends the bare question instead: on its
 harder two-digit problems this instruction made SmolLM2 ramble to the token budget. On the demo's one-digit
 questions the answers stay short, 11-54 tokens, and the instruction keeps them ending on a number.)"""
-
-_NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?"
-_RULES = (
-    ("tag", re.compile(r"answer\s*(?:is)?\s*[:=]?\s*\**\s*(" + _NUMBER + ")", re.IGNORECASE)),
-    ("equals", re.compile(r"=\s*\**\s*(" + _NUMBER + ")")),
-    ("last number", re.compile(_NUMBER)),
-)
-
 
 @dataclass(frozen=True)
 class Question:
@@ -62,22 +55,6 @@ def load_questions(path: str | Path | None = None) -> list[Question]:
     """The bundled questions (or those of a JSON list of ``{id, question, answer}`` objects)."""
     text = Path(path).read_text() if path else files(__package__).joinpath("data/demo_questions.json").read_text()
     return [Question(**item) for item in json.loads(text)]
-
-
-def final_number(text: str) -> str | None:
-    """The model's numeric answer in ``text``, or ``None`` (the reasoning study's extraction rule).
-
-    In order: the number after the last ``Answer:``; else the number after the last ``=`` (SmolLM2 often
-    writes ``a + b = c`` and then rambles on, so the last number is more often noise); else the last number.
-    Thousands separators, a trailing ``.0`` and a unicode minus are normalised.
-    """
-    for _, pattern in _RULES:
-        found = pattern.findall(text)
-        if found:
-            value = found[-1].replace("−", "-").replace(",", "")
-            value = re.sub(r"\.0+$", "", value)
-            return "0" if value == "-0" else value
-    return None
 
 
 def is_correct(text: str, answer: str) -> bool:
@@ -128,20 +105,12 @@ def _prompt_ids(tokenizer, question: str):
 
 
 def _generate(model, tokenizer, inputs, config: VReasonConfig, max_new_tokens: int, label: str, answer: str):
-    import torch
-
-    from ..session import attach
-
-    start = time.perf_counter()
-    with attach(model, config) as session, torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    seconds = time.perf_counter() - start
-    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-    trace = session.traces[-1]
-    trace.label = label
-    run = Run(text, final_number(text), is_correct(text, answer), trace.num_tokens, seconds,
-              len(trace.update_steps), trace.peak_step)
-    return run, trace
+    run = generate_in_session(model, inputs, config, max_new_tokens, label=label)
+    text = tokenizer.decode(run.new_tokens[0], skip_special_tokens=True).strip()
+    trace = run.traces[-1]
+    result = Run(text, final_number(text), is_correct(text, answer), trace.num_tokens, run.seconds,
+                 len(trace.update_steps), trace.peak_step)
+    return result, trace
 
 
 def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | None = None,
