@@ -181,6 +181,63 @@ def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | No
     return report
 
 
+TITLE = "baseline vs V-Reason (same model, same prompt, greedy)"
+_VERDICT_COLOURS = {"helped": "green", "hurt": "red"}
+
+
+def _answer_cell(run: Run) -> str:
+    from rich.markup import escape
+
+    mark = "[green]✓[/]" if run.correct else "[red]✗[/]"
+    return f"{mark} {escape(run.answer) if run.answer is not None else '—'}"
+
+
+def _verdict_cell(result: Result) -> str:
+    verdict = result.verdict
+    return f"[{_VERDICT_COLOURS.get(verdict.split(',')[0], 'default')}]{verdict}[/]"
+
+
+def _wide_table(results: list[Result]):
+    """One row per question: known answer, both runs' answer, tokens and time, ΔV updates, verdict."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=TITLE, title_justify="left")
+    table.add_column("question")
+    table.add_column("known", justify="right")
+    for name in ("baseline", "V-Reason"):
+        table.add_column(f"{name}\nanswer", justify="right")
+        table.add_column("tokens", justify="right")
+        table.add_column("time", justify="right")
+    table.add_column("ΔV\nupdates", justify="right")
+    table.add_column("verdict")
+    for r in results:
+        table.add_row(
+            escape(r.question.id), escape(r.question.answer),
+            _answer_cell(r.baseline), str(r.baseline.num_tokens), f"{r.baseline.seconds:.1f}s",
+            _answer_cell(r.vreason), str(r.vreason.num_tokens), f"{r.vreason.seconds:.1f}s",
+            str(r.vreason.updates), _verdict_cell(r),
+        )
+    return table
+
+
+def _compact_block(result: Result):
+    """One question in three short lines: id, known answer and verdict; then each run's answer, tokens, time."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+
+    runs = Table.grid(padding=(0, 2))
+    # Minimum widths line the blocks up for the usual answers (a few digits, under 1000 tokens, under 100 s).
+    for justify, width in (("left", 10), ("right", 5), ("right", 10), ("right", 5), ("left", 0)):
+        runs.add_column(justify=justify, overflow="fold", min_width=width)
+    for label, run, extra in (("baseline", result.baseline, ""),
+                              ("V-Reason", result.vreason, f"{result.vreason.updates} ΔV updates")):
+        runs.add_row(f"  {label}", _answer_cell(run), f"{run.num_tokens} tokens", f"{run.seconds:.1f}s", extra)
+    head = f"[bold]{escape(result.question.id)}[/] (known {escape(result.question.answer)}): {_verdict_cell(result)}"
+    return Group(head, runs)
+
+
 def _settings(config: VReasonConfig) -> str:
     return (f"lr={config.lr:g}, step_interval={config.step_interval}, objective={config.objective}, "
             f"ema_beta={config.ema_beta:g}, ema_init={config.ema_init}")
@@ -227,33 +284,18 @@ def _report(results: list[Result], config: VReasonConfig, max_new_tokens: int, l
 
 
 def _print_summary(console, results: list[Result], report: dict, out_dir: Path) -> None:
-    from rich.table import Table
+    """The comparison as one table when the terminal is wide enough for it, else one block per question
+    (an 80-column terminal would cut every cell of the table to a letter or two), then the totals."""
+    from rich.measure import Measurement
 
-    from rich.markup import escape
-
-    def cell(run: Run) -> str:
-        mark = "[green]✓[/]" if run.correct else "[red]✗[/]"
-        return f"{mark} {escape(run.answer) if run.answer is not None else '—'}"
-
-    table = Table(title="baseline vs V-Reason (same model, same prompt, greedy)", title_justify="left")
-    table.add_column("question")
-    table.add_column("known", justify="right")
-    for name in ("baseline", "V-Reason"):
-        table.add_column(f"{name}\nanswer", justify="right")
-        table.add_column("tokens", justify="right")
-        table.add_column("time", justify="right")
-    table.add_column("ΔV\nupdates", justify="right")
-    table.add_column("verdict")
-    colours = {"helped": "green", "hurt": "red"}
-    for r in results:
-        v = r.verdict
-        table.add_row(
-            escape(r.question.id), escape(r.question.answer),
-            cell(r.baseline), str(r.baseline.num_tokens), f"{r.baseline.seconds:.1f}s",
-            cell(r.vreason), str(r.vreason.num_tokens), f"{r.vreason.seconds:.1f}s",
-            str(r.vreason.updates), f"[{colours.get(v.split(',')[0], 'default')}]{v}[/]",
-        )
-    console.print(table)
+    table = _wide_table(results)
+    unbounded = console.options.update_width(1_000_000)  # the table's natural width, not clamped to the terminal
+    if Measurement.get(console, unbounded, table).maximum <= console.width:
+        console.print(table)
+    else:
+        console.print(f"[bold]{TITLE}[/]", highlight=False)
+        for r in results:
+            console.print(_compact_block(r))
     b, v, counts = report["baseline"], report["vreason"], report["verdicts"]
     console.print(
         f"baseline: {b['correct']}/{b['questions']} correct, {b['mean_output_tokens']} tokens on average, "
