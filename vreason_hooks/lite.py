@@ -205,11 +205,12 @@ def prune_cache(cache, spans: list[torch.Tensor], config: VReasonConfig, control
     return PrunedLayout(length, sources, dropped, kept_span, control_layer, needs_mask=len(set(counts)) > 1)
 
 
-def _check_fresh(length: int, prompt_length: int) -> None:
-    """Lite needs the cache prefill just wrote: positions of a reused cache are not known here."""
+def _check_fresh(length: int, prompt_length: int, holder: str = "cache") -> None:
+    """Lite needs the cache prefill just wrote (``length`` columns in ``holder``, one per prompt token):
+    positions of a reused cache are not known here."""
     if length != prompt_length:
         raise UnsupportedSettingError(
-            f"V-Reason Lite needs a fresh cache at prefill (cache holds {length} tokens for a {prompt_length}-token "
+            f"V-Reason Lite needs a fresh cache at prefill ({holder} holds {length} tokens for a {prompt_length}-token "
             "prompt); do not pass a filled past_key_values with lite=True"
         )
 
@@ -323,11 +324,7 @@ class PrefillPruner:
         if not self.sources:  # first layer of this prefill: refuse a cache Lite cannot shrink before touching it
             check_prunable(cache)
         keys, values = upstream.layer_tensors(cache, index)
-        if keys.shape[2] != self.length:
-            raise UnsupportedSettingError(
-                f"V-Reason Lite needs a fresh cache at prefill (layer {index} holds {keys.shape[2]} tokens for a "
-                f"{self.length}-token prompt); do not pass a filled past_key_values with lite=True"
-            )
+        _check_fresh(keys.shape[2], self.length, holder=f"layer {index}")
         scored = values if self.config.prune_score == "value" else keys
         dropped = choose_dropped(token_scores(scored), self.spans, self.config.prune_ratio)
         source = _layout(dropped, self.length, self.width, keys.device)
