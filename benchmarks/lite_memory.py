@@ -45,13 +45,12 @@ import sys
 import time
 
 import torch
+from common import CHILD_ENV, publish, reset_peak, status_mb  # benchmarks/common.py
 from transformers import LogitsProcessorList
 
-from common import CHILD_ENV, publish, reset_peak, status_mb  # benchmarks/common.py
-
 import vreason_hooks as vreason
-from vreason_hooks.apps import testing as T
 from vreason_hooks import upstream
+from vreason_hooks.apps import testing as T
 from vreason_hooks.lite import pruned_count
 
 NEW_TOKENS = 64

@@ -22,9 +22,13 @@ import sys
 import time
 
 import torch
+from common import (  # benchmarks/common.py (scripts run from benchmarks/ or the repo root)
+    CHILD_ENV,
+    publish,
+    reset_peak,
+    status_mb,
+)
 from transformers import LogitsProcessorList
-
-from common import CHILD_ENV, publish, reset_peak, status_mb  # benchmarks/common.py (scripts run from benchmarks/ or the repo root)
 
 import vreason_hooks as vreason
 from vreason_hooks.apps import testing as T

@@ -335,8 +335,8 @@ def test_model_output_is_printed_as_text_not_markup():
     from rich.console import Console
 
     from vreason_hooks.apps import cli
-    from vreason_hooks.config import VReasonConfig
     from vreason_hooks.apps.videoqa import Answer
+    from vreason_hooks.config import VReasonConfig
 
     text = "<think>[/think] [bold]x[/bold]</think><answer>[/answer]</answer>"
     console = Console(record=True, width=200)

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 import vreason_hooks as vreason
 from vreason_hooks import adapters
-from vreason_hooks.apps import testing as T
 from vreason_hooks.adapters import AdapterSpec, load_spec
+from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import SpecError
 
 VALID = {

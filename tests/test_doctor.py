@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from vreason_hooks import upstream
-
 from vreason_hooks.apps import doctor
 from vreason_hooks.apps.cli import main
 

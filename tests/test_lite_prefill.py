@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import vreason_hooks as vreason
-from vreason_hooks.apps import testing as T
 from vreason_hooks import upstream
 from vreason_hooks.adapters import resolve
+from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count
 

@@ -374,11 +374,10 @@ def _upstream_huggingface(pretrained: str, **kwargs):
     """lmms-eval's own ``huggingface`` model, with the two loading fixes ``vreason_hf`` makes and nothing else
     (on transformers 5 upstream loads a head-less ``AutoModel`` and its processor call fails; see models.py)."""
     import torch
+    from conftest import upstream_call_deprecations
     from lmms_eval.models.chat.huggingface import Huggingface
     from transformers import AutoModelForImageTextToText
     from vreason_lmms_eval.models import _MediaKeywords
-
-    from conftest import upstream_call_deprecations
 
     with upstream_call_deprecations():  # lmms-eval's Huggingface passes torch_dtype= (its call, not ours)
         lm = Huggingface(pretrained=pretrained, device="cpu", device_map="cpu", **kwargs)

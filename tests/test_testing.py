@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from vreason_hooks import adapters
 from vreason_hooks.apps.testing import FAMILIES, PAD
 

@@ -10,8 +10,8 @@ import torch
 from transformers import DynamicCache, LogitsProcessorList
 
 import vreason_hooks as vreason
-from vreason_hooks.apps import testing as T
 from vreason_hooks import upstream
+from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import ConcurrentUseError, UnsupportedSettingError
 
 GEN = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False)

@@ -158,8 +158,8 @@ def cmd_run(args) -> int:
     _quiet_libraries(args.debug)
     from rich.markup import escape
 
-    from . import videoqa
     from ..trace import save_traces
+    from . import videoqa
     from .video import read_frames
 
     console = _console(stderr=False)
@@ -211,8 +211,8 @@ def _print_answers(console, runs, config) -> None:
 
 
 def cmd_plot(args) -> int:
-    from .plotting import plot_traces, trace_label
     from ..trace import load_traces
+    from .plotting import plot_traces, trace_label
 
     traces, labels = [], []
     for name in args.traces:

@@ -126,8 +126,8 @@ def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | No
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .assets import SMOLLM2_GGUF, load_smollm2
     from ..trace import save_traces
+    from .assets import SMOLLM2_GGUF, load_smollm2
 
     console = console or Console()
     config = config or DEMO_CONFIG

@@ -74,9 +74,9 @@ def self_test() -> list[Check]:
     """objective='none' bit-identical to plain ``generate``; switch at lr 0.05 updates and moves ΔV."""
     import torch
 
-    from . import testing
     from ..config import VReasonConfig
     from ..session import attach
+    from . import testing
 
     model = testing.tiny_llama()
     inputs = testing.text_inputs(batch=2, pad=[0, 3])
