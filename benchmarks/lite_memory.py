@@ -45,13 +45,12 @@ import sys
 import time
 
 import torch
+from common import CHILD_ENV, publish, reset_peak, status_mb  # benchmarks/common.py
 from transformers import LogitsProcessorList
 
-from common import CHILD_ENV, publish, reset_peak, status_mb  # benchmarks/common.py
-
 import vreason_hooks as vreason
-from vreason_hooks import testing as T
 from vreason_hooks import upstream
+from vreason_hooks.apps import testing as T
 from vreason_hooks.lite import pruned_count
 
 NEW_TOKENS = 64
@@ -81,7 +80,7 @@ VL_FRAMES = {"vl1000": 20, "vl4000": 80, "vl16000": 320}  # 20x20 patches per fr
 def build(workload: str):
     """(model, generate inputs, description) of a workload; batch 1."""
     if workload.startswith("smollm2"):
-        from vreason_hooks.assets import load_smollm2
+        from vreason_hooks.apps.assets import load_smollm2
 
         model, tokenizer = load_smollm2()
         count = 170 if workload == "smollm2_4k" else 60  # 170 notes: a ~4,000-token prompt
@@ -257,7 +256,7 @@ def answers(docs: int, new_tokens: int) -> dict:
     from vreason_lmms_eval.models import VReasonQwen2_5_VL
     from vreason_lmms_eval.synthetic_task import build_requests, make_task, process_results
 
-    from vreason_hooks.tiny_checkpoints import write_tiny_qwen2_5_vl
+    from vreason_hooks.apps.tiny_checkpoints import write_tiny_qwen2_5_vl
 
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="vreason-lite-answers-"))

@@ -39,7 +39,7 @@ def main() -> None:
     from vreason_lmms_eval.models import VReasonQwen2_5_VL
     from vreason_lmms_eval.synthetic_task import build_requests, make_task
 
-    from vreason_hooks.tiny_checkpoints import write_tiny_qwen2_5_vl
+    from vreason_hooks.apps.tiny_checkpoints import write_tiny_qwen2_5_vl
 
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="vreason-bench-"))

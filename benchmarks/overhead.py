@@ -22,12 +22,16 @@ import sys
 import time
 
 import torch
+from common import (  # benchmarks/common.py (scripts run from benchmarks/ or the repo root)
+    CHILD_ENV,
+    publish,
+    reset_peak,
+    status_mb,
+)
 from transformers import LogitsProcessorList
 
-from common import CHILD_ENV, publish, reset_peak, status_mb  # benchmarks/common.py (scripts run from benchmarks/ or the repo root)
-
 import vreason_hooks as vreason
-from vreason_hooks import testing as T
+from vreason_hooks.apps import testing as T
 
 NEW_TOKENS = 64
 QWEN_VOCAB = 151_936
@@ -51,7 +55,7 @@ VARIANTS = {
 def build(workload: str):
     """(model, generate inputs, number of span tokens) for a workload."""
     if workload == "smollm2":
-        from vreason_hooks.assets import load_smollm2
+        from vreason_hooks.apps.assets import load_smollm2
 
         model, tokenizer = load_smollm2()
         question = (

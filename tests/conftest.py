@@ -10,7 +10,7 @@ import threading
 import pytest
 import torch
 
-from vreason_hooks.testing import FAMILIES
+from vreason_hooks.apps.testing import FAMILIES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)

@@ -38,7 +38,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
 # ---------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    from vreason_hooks.video_clips import write_clips
+    from vreason_hooks.apps.video_clips import write_clips
 
     out = tmp_path_factory.mktemp("clips")
     write_clips(out, n=1, frames=8, size=64)
@@ -47,7 +47,7 @@ def clip(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_qwen(tmp_path_factory) -> Path:
-    from vreason_hooks.tiny_checkpoints import write_tiny_qwen2_5_vl
+    from vreason_hooks.apps.tiny_checkpoints import write_tiny_qwen2_5_vl
 
     return write_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny-qwen"))
 
@@ -148,7 +148,7 @@ def test_plot_malformed_trace_is_named_not_matplotlib(tmp_path, content, needles
 
 
 def test_plot_negative_index_counts_from_the_end_and_is_labelled_by_position(tmp_path, monkeypatch, capsys):
-    from vreason_hooks import cli, plotting
+    from vreason_hooks.apps import cli, plotting
 
     path = save_traces([synthetic_trace(10 + i) for i in range(3)], tmp_path / "three.json")
     drawn = []
@@ -325,7 +325,7 @@ def test_usage_errors_exit_2():
 
 def test_cli_module_does_not_import_heavy_libraries():
     """``vreason --help`` must be quick: transformers and matplotlib are imported by the commands only."""
-    code = "import sys, vreason_hooks.cli; print(sorted(m for m in ('transformers', 'matplotlib') if m in sys.modules))"
+    code = "import sys, vreason_hooks.apps.cli; print(sorted(m for m in ('transformers', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
     assert out.stdout.strip() == "[]", out.stderr
 
@@ -334,9 +334,9 @@ def test_model_output_is_printed_as_text_not_markup():
     """A model that writes "[/think]" must not crash the table (rich would read it as a closing tag)."""
     from rich.console import Console
 
-    from vreason_hooks import cli
+    from vreason_hooks.apps import cli
+    from vreason_hooks.apps.videoqa import Answer
     from vreason_hooks.config import VReasonConfig
-    from vreason_hooks.videoqa import Answer
 
     text = "<think>[/think] [bold]x[/bold]</think><answer>[/answer]</answer>"
     console = Console(record=True, width=200)

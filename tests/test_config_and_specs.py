@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 import vreason_hooks as vreason
 from vreason_hooks import adapters
-from vreason_hooks import testing as T
 from vreason_hooks.adapters import AdapterSpec, load_spec
+from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import SpecError
 
 VALID = {
@@ -297,7 +297,7 @@ def test_a_malformed_quirk_fails_at_load_naming_the_key(tmp_path, extra, key):
     ('[config]\nimage_token_id = "image_token_index"\n', "config.image_token_id"),
 ])
 def test_a_wrong_field_fails_at_attach_naming_the_key(tmp_path, extra, key):
-    from vreason_hooks.testing import tiny_qwen3_vl
+    from vreason_hooks.apps.testing import tiny_qwen3_vl
 
     spec = load_spec(_write(tmp_path, _BASE + extra))
     with pytest.raises(SpecError, match=f"key '{key}'"):

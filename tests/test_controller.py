@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vreason_hooks as vreason
-from vreason_hooks import testing as T
+from vreason_hooks.apps import testing as T
 from vreason_hooks.controller import EntropySwitch, ValueController, effective_values, entropy
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vreason_hooks import demo
+from vreason_hooks.apps import demo
 from vreason_hooks.trace import load_traces
 
 VREASON = shutil.which("vreason", path=str(Path(sys.executable).parent)) or "vreason"

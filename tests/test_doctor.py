@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from vreason_hooks import doctor, upstream
-from vreason_hooks.cli import main
+from vreason_hooks import upstream
+from vreason_hooks.apps import doctor
+from vreason_hooks.apps.cli import main
 
 
 def test_doctor_passes_on_this_installation(capsys):

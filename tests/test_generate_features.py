@@ -10,8 +10,8 @@ from transformers import DynamicCache, LogitsProcessorList, StaticCache
 from transformers.generation.streamers import BaseStreamer
 
 import vreason_hooks as vreason
-from vreason_hooks import testing as T
 from vreason_hooks import upstream
+from vreason_hooks.apps import testing as T
 
 ACTIVE = vreason.VReasonConfig(lr=0.05, step_interval=2)
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import vreason_hooks as vreason
-from vreason_hooks import testing as T
 from vreason_hooks import adapters, upstream
+from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count, token_scores
 
@@ -339,8 +339,9 @@ def test_lmms_eval_runs_lite_from_model_args(tmp_path):
     import sys
     from pathlib import Path
 
-    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
     from vreason_lmms_eval.synthetic_task import make_task
+
+    from vreason_hooks.apps.tiny_checkpoints import write_tiny_checkpoint
 
     checkpoint = write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen")
     task = make_task(tmp_path / "task", n=2)

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import vreason_hooks as vreason
-from vreason_hooks import testing as T
 from vreason_hooks import upstream
 from vreason_hooks.adapters import resolve
+from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count
 
@@ -231,7 +231,7 @@ def test_paused_and_detached_sessions_leave_the_cache_alone():
     (["--lite", "after_prefill", "--prune-scope", "per_layer"], dict(lite=True, prune_at="after_prefill", prune_scope="per_layer")),
 ])
 def test_vreason_run_options_build_the_config(flags, expected):
-    from vreason_hooks.cli import _overrides, build_parser, load_config
+    from vreason_hooks.apps.cli import _overrides, build_parser, load_config
 
     args = build_parser().parse_args(["run", "--model", "m", "--video", "v.mp4", "--question", "q", *flags])
     config = load_config(None, **_overrides(args))
@@ -239,7 +239,7 @@ def test_vreason_run_options_build_the_config(flags, expected):
 
 
 def test_vreason_run_refuses_prefill_with_the_last_layer_scope():
-    from vreason_hooks.cli import CliError, _overrides, build_parser, load_config
+    from vreason_hooks.apps.cli import CliError, _overrides, build_parser, load_config
 
     args = build_parser().parse_args(["run", "--model", "m", "--video", "v", "--question", "q", "--lite", "prefill",
                                       "--prune-scope", "last_layer"])

@@ -216,7 +216,7 @@ class Run:
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
     """Start every CLI run at once, wait for all; ``{name: Run}``."""
-    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
+    from vreason_hooks.apps.tiny_checkpoints import write_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("lmms-eval")
     qwen = write_tiny_checkpoint("qwen2_5_vl", root / "tiny-qwen")
@@ -374,11 +374,10 @@ def _upstream_huggingface(pretrained: str, **kwargs):
     """lmms-eval's own ``huggingface`` model, with the two loading fixes ``vreason_hf`` makes and nothing else
     (on transformers 5 upstream loads a head-less ``AutoModel`` and its processor call fails; see models.py)."""
     import torch
+    from conftest import upstream_call_deprecations
     from lmms_eval.models.chat.huggingface import Huggingface
     from transformers import AutoModelForImageTextToText
     from vreason_lmms_eval.models import _MediaKeywords
-
-    from conftest import upstream_call_deprecations
 
     with upstream_call_deprecations():  # lmms-eval's Huggingface passes torch_dtype= (its call, not ours)
         lm = Huggingface(pretrained=pretrained, device="cpu", device_map="cpu", **kwargs)
@@ -413,7 +412,7 @@ def test_objective_none_answers_equal_upstream(tmp_path, case):
     from vreason_lmms_eval import models
     from vreason_lmms_eval.synthetic_task import build_requests
 
-    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
+    from vreason_hooks.apps.tiny_checkpoints import write_tiny_checkpoint
 
     family, kind, upstream_cls, ours_name, args = EQUALITY_CASES[case]
     if isinstance(upstream_cls, str):
@@ -451,7 +450,7 @@ def test_batched_documents_get_their_own_traces(tmp_path, family, cls):
     from vreason_lmms_eval import models
     from vreason_lmms_eval.synthetic_task import build_requests, doc_to_text
 
-    from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
+    from vreason_hooks.apps.tiny_checkpoints import write_tiny_checkpoint
 
     ckpt = str(write_tiny_checkpoint(family, tmp_path / "tiny"))
     task, requests = build_requests(make_task(tmp_path / "task", n=3))

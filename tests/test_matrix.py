@@ -7,9 +7,8 @@ import torch
 
 import vreason_hooks as vreason
 from vreason_hooks import adapters, upstream
+from vreason_hooks.apps.testing import FAMILIES
 from vreason_hooks.controller import effective_values
-
-from vreason_hooks.testing import FAMILIES
 
 GEN = dict(max_new_tokens=12, min_new_tokens=12, do_sample=False)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vreason_hooks.plotting import explore_spans, plot_traces, trace_label
+from vreason_hooks.apps.plotting import explore_spans, plot_traces, trace_label
 from vreason_hooks.trace import Trace
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from vreason_hooks import adapters
-from vreason_hooks.testing import FAMILIES, PAD
+from vreason_hooks.apps.testing import FAMILIES, PAD
 
 
 @pytest.mark.parametrize("pad", [[0, 3, 7], [5, 0, 2], [0, 0, 0]])

@@ -10,8 +10,8 @@ import torch
 from transformers import DynamicCache, LogitsProcessorList
 
 import vreason_hooks as vreason
-from vreason_hooks import testing as T
 from vreason_hooks import upstream
+from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import ConcurrentUseError, UnsupportedSettingError
 
 GEN = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False)
@@ -201,7 +201,7 @@ def test_non_finite_entropy_stops_that_sequence_restores_its_values_and_warns_on
     path = vreason.save_traces(session.traces, tmp_path / "t.json")
     json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert vreason.load_traces(path)[1].diverged
-    from vreason_hooks.plotting import plot_traces
+    from vreason_hooks.apps.plotting import plot_traces
 
     assert plot_traces(session.traces, tmp_path / "t.png").stat().st_size > 0  # the gap is drawn, not an error
 

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from vreason_hooks import attach
-from vreason_hooks.tiny_checkpoints import (
+from vreason_hooks.apps.tiny_checkpoints import (
     IM_END,
     IMAGE_PAD,
     VIDEO_PAD,
     VISION_START,
     write_tiny_checkpoint,
 )
-from vreason_hooks.video_clips import COLOURS, KINDS, make_clip, read_frames, write_clips
+from vreason_hooks.apps.video_clips import COLOURS, KINDS, make_clip, read_frames, write_clips
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from packaging.version import Version
 from transformers import LlamaForCausalLM
 
 import vreason_hooks as vreason
-from vreason_hooks import testing as T
 from vreason_hooks import upstream
+from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import NoAdapterError, UncontrolledGenerationError, UpstreamError
 
 RENAMED_IN = Version("5.24.0")

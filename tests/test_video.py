@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vreason_hooks.apps.video import DEFAULT_MAX_PIXELS, VideoError, fit_size, read_frames, sample_indices
+from vreason_hooks.apps.video_clips import make_clip, write_mp4
 from vreason_hooks.errors import VReasonError
-from vreason_hooks.video import DEFAULT_MAX_PIXELS, VideoError, fit_size, read_frames, sample_indices
-from vreason_hooks.video_clips import make_clip, write_mp4
 
 
 @pytest.fixture(scope="module")

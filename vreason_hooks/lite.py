@@ -184,17 +184,8 @@ def prune_cache(cache, spans: list[torch.Tensor], config: VReasonConfig, control
     check_prunable(cache)
     tensors = [upstream.layer_tensors(cache, i) for i in range(len(upstream.cache_layers(cache)))]
     length = tensors[0][0].shape[2]
-    if length != prompt_length:
-        raise UnsupportedSettingError(
-            f"V-Reason Lite needs a fresh cache at prefill (cache holds {length} tokens for a {prompt_length}-token "
-            "prompt); do not pass a filled past_key_values with lite=True"
-        )
-    scored = 1 if config.prune_score == "value" else 0  # (keys, values)[scored]
-    if config.prune_scope == "last_layer":
-        shared = choose_dropped(token_scores(tensors[control_layer][scored]), spans, config.prune_ratio)
-        dropped = [shared] * len(tensors)
-    else:
-        dropped = [choose_dropped(token_scores(kv[scored]), spans, config.prune_ratio) for kv in tensors]
+    _check_fresh(length, prompt_length)
+    dropped = _dropped_per_layer(tensors, spans, config, control_layer)
     counts = [d.numel() for d in dropped[control_layer]]
     batch, device = len(spans), tensors[0][0].device
     width = length - min(counts, default=0)
@@ -206,15 +197,42 @@ def prune_cache(cache, spans: list[torch.Tensor], config: VReasonConfig, control
         if config.prune_scope == "per_layer":
             full = torch.ones((batch, length), dtype=torch.long, device=device)
             _check_same_mask(sources, control_layer, full if attention_mask is None else attention_mask)
-        for index, source in enumerate(sources):
-            (keys, values), tensors[index] = tensors[index], None  # drop our reference: the old layer is freed now
-            upstream.set_layer_tensors(cache, index, _gather_slots(keys, source), _gather_slots(values, source))
-            del keys, values
+        _gather_layers(cache, tensors, sources)
     control = sources[control_layer]
     kept_span = [
         torch.isin(control[b], spans[b].to(device)).nonzero().flatten() for b in range(batch)
     ]
     return PrunedLayout(length, sources, dropped, kept_span, control_layer, needs_mask=len(set(counts)) > 1)
+
+
+def _check_fresh(length: int, prompt_length: int, holder: str = "cache") -> None:
+    """Lite needs the cache prefill just wrote (``length`` columns in ``holder``, one per prompt token):
+    positions of a reused cache are not known here."""
+    if length != prompt_length:
+        raise UnsupportedSettingError(
+            f"V-Reason Lite needs a fresh cache at prefill ({holder} holds {length} tokens for a {prompt_length}-token "
+            "prompt); do not pass a filled past_key_values with lite=True"
+        )
+
+
+def _dropped_per_layer(tensors: list, spans: list[torch.Tensor], config: VReasonConfig,
+                       control_layer: int) -> list[list[torch.Tensor]]:
+    """Per layer, per sequence, the dropped span positions: the control layer's choice for every layer
+    (``prune_scope='last_layer'``) or each layer's own (``'per_layer'``); scored on values or keys."""
+    scored = 1 if config.prune_score == "value" else 0  # (keys, values)[scored]
+    if config.prune_scope == "last_layer":
+        shared = choose_dropped(token_scores(tensors[control_layer][scored]), spans, config.prune_ratio)
+        return [shared] * len(tensors)
+    return [choose_dropped(token_scores(kv[scored]), spans, config.prune_ratio) for kv in tensors]
+
+
+def _gather_layers(cache, tensors: list, sources: list[torch.Tensor]) -> None:
+    """Replace each layer's keys and values ``(batch, heads, L, head_dim)`` by their ``sources`` columns
+    ``(batch, width)``, one layer at a time so that only one old layer is alive beside the new cache."""
+    for index, source in enumerate(sources):
+        (keys, values), tensors[index] = tensors[index], None  # drop our reference: the old layer is freed now
+        upstream.set_layer_tensors(cache, index, _gather_slots(keys, source), _gather_slots(values, source))
+        del keys, values
 
 
 def _layout(dropped: list[torch.Tensor], length: int, width: int, device) -> torch.Tensor:
@@ -306,11 +324,7 @@ class PrefillPruner:
         if not self.sources:  # first layer of this prefill: refuse a cache Lite cannot shrink before touching it
             check_prunable(cache)
         keys, values = upstream.layer_tensors(cache, index)
-        if keys.shape[2] != self.length:
-            raise UnsupportedSettingError(
-                f"V-Reason Lite needs a fresh cache at prefill (layer {index} holds {keys.shape[2]} tokens for a "
-                f"{self.length}-token prompt); do not pass a filled past_key_values with lite=True"
-            )
+        _check_fresh(keys.shape[2], self.length, holder=f"layer {index}")
         scored = values if self.config.prune_score == "value" else keys
         dropped = choose_dropped(token_scores(scored), self.spans, self.config.prune_ratio)
         source = _layout(dropped, self.length, self.width, keys.device)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from vreason_hooks import VReasonConfig
 
-from .runner import FINAL_WINDOW
+from .runner import entropy_stats
 from .variants import Variant
 
 
@@ -80,14 +80,12 @@ def load_records(run_dir: Path, task: str, metric: str, variant: Variant, phase:
             continue
         trace = t["trace"]
         entropy, ema = trace["entropy"], trace["ema"]
-        peak = max(range(len(ema)), key=ema.__getitem__) if ema else None
         reply = s.get("filtered_resps")
         records.append(base | {
             "reply": reply if isinstance(reply, str) else json.dumps(reply), "extracted": None,
             "extraction": "task", "correct": _correct(s[metric]), "num_tokens": t["output_tokens"],
             "hit_budget": False, "seconds": t["time_s"], "batch_seconds": t["time_s"], "batch_size": 1,
-            "entropy": [round(h, 4) for h in entropy], "ema_peak_step": peak, "ema_peak": ema[peak] if ema else None,
-            "final_entropy": sum(entropy[-FINAL_WINDOW:]) / len(entropy[-FINAL_WINDOW:]) if entropy else None,
+            **entropy_stats(entropy, ema),
             "updates": len(trace["update_steps"]), "delta_norm": (trace["delta_norm"] or [0.0])[-1],
             "pruned": len(trace.get("pruned", [])),
         })

@@ -33,10 +33,10 @@ def load_model(name: str):
     """``(model, tokenizer)``; ``'tiny'`` is a random 2-layer Llama on :func:`char_tokenizer`, so that the
     whole pipeline (chat template, batching, extraction, scoring) runs as in the study, in seconds."""
     if name == "smollm2":
-        from vreason_hooks.assets import load_smollm2
+        from vreason_hooks.apps.assets import load_smollm2
 
         return load_smollm2()
-    from vreason_hooks import testing
+    from vreason_hooks.apps import testing
 
     tokenizer = char_tokenizer()
     model = testing.tiny_llama(vocab=len(tokenizer))

@@ -7,12 +7,12 @@ batch do not influence each other. Every variant sees the same batches, so the c
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 
-import vreason_hooks as vreason
+from vreason_hooks import Trace
+from vreason_hooks.apps.runs import generate_in_session
 
 from .prompting import build_messages, extract_answer
 from .tasks import Problem, ProblemSet
@@ -36,19 +36,25 @@ def generate_batch(model, tokenizer, problems: list[Problem], variant: Variant, 
     inputs = encode(tokenizer, problems)
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    start = time.perf_counter()
-    with vreason.attach(model, variant.config) as session:
-        out = model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=pad
-        )
-    seconds = time.perf_counter() - start
-    new = out[:, inputs["input_ids"].shape[1]:]
+    run = generate_in_session(model, inputs, variant.config, max_new_tokens, eos_token_id=eos, pad_token_id=pad)
     ids = []
-    for row in new.tolist():
+    for row in run.new_tokens.tolist():
         # Keep tokens up to and including the first EOS; what follows is padding.
         cut = row.index(eos) + 1 if eos in row else len(row)
         ids.append(row[:cut])
-    return ids, list(session.traces), seconds
+    return ids, run.traces, run.seconds
+
+
+def entropy_stats(entropy: list[float], ema: list[float]) -> dict[str, Any]:
+    """The per-record entropy fields: rounded entropies, where the EMA peaked (:attr:`Trace.peak_step`) and
+    its value, and the final entropy (mean of the last :data:`FINAL_WINDOW` tokens)."""
+    peak_step = Trace(ema=ema).peak_step
+    return {
+        "entropy": [round(h, 4) for h in entropy],
+        "ema_peak_step": peak_step,
+        "ema_peak": ema[peak_step] if ema else None,
+        "final_entropy": sum(entropy[-FINAL_WINDOW:]) / len(entropy[-FINAL_WINDOW:]) if entropy else None,
+    }
 
 
 def run_batch(model, tokenizer, problem_set: ProblemSet, problems: list[Problem], variant: Variant,
@@ -63,9 +69,6 @@ def run_batch(model, tokenizer, problem_set: ProblemSet, problems: list[Problem]
     for problem, tokens, trace in zip(problems, ids, traces):
         reply = tokenizer.decode(tokens, skip_special_tokens=True)
         answer, method = extract_answer(reply)
-        entropy = trace.entropy[: len(tokens)]
-        ema = trace.ema[: len(tokens)]
-        peak_step = max(range(len(ema)), key=ema.__getitem__) if ema else None
         records.append(
             _base(problem, variant, phase)
             | {
@@ -78,10 +81,8 @@ def run_batch(model, tokenizer, problem_set: ProblemSet, problems: list[Problem]
                 "seconds": seconds / len(problems),
                 "batch_seconds": seconds,
                 "batch_size": len(problems),
-                "entropy": [round(h, 4) for h in entropy],
-                "ema_peak_step": peak_step,
-                "ema_peak": ema[peak_step] if ema else None,
-                "final_entropy": sum(entropy[-FINAL_WINDOW:]) / len(entropy[-FINAL_WINDOW:]) if entropy else None,
+                # A sequence's trace ends at its EOS, like `tokens`; the slices only guard that.
+                **entropy_stats(trace.entropy[: len(tokens)], trace.ema[: len(tokens)]),
                 "updates": sum(1 for s in trace.update_steps if s < len(tokens)),
                 "delta_norm": trace.delta_norm[-1] if trace.delta_norm else 0.0,
                 "pruned": len(trace.pruned),

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
         path = make_task(args.out_dir, n=args.n, seed=args.seed, frames=args.frames, size=args.size)
         print(f"wrote {path}; run with: --include_path {path} --tasks vreason_synth")
     else:
-        from vreason_hooks.tiny_checkpoints import write_tiny_checkpoint
+        from vreason_hooks.apps.tiny_checkpoints import write_tiny_checkpoint
 
         print(f"wrote {write_tiny_checkpoint(args.family, args.out_dir, seed=args.seed)}")
 

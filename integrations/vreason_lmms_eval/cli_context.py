@@ -19,7 +19,7 @@ from loguru import logger as eval_logger
 from . import upstream
 
 
-def report_as(prompt_model: str, own_names: tuple[str, ...]) -> bool:
+def rename_pending_task_manager(prompt_model: str, own_names: tuple[str, ...]) -> bool:
     """Rename the pending ``TaskManager`` from one of ``own_names`` to ``prompt_model``; True if it carries it.
 
     Only a manager that still carries one of our own names is touched, so an explicit

@@ -1,9 +1,10 @@
 """The offline synthetic video task ``vreason_synth``: writer and lmms-eval hooks.
 
 :func:`make_task` writes a folder that ``lmms-eval --include_path DIR --tasks vreason_synth`` runs: the clips
-of :mod:`vreason_hooks.video_clips`, ``data.jsonl`` (one question per clip), the task YAML and its
-``utils.py``. Scoring is Video-R1's: the text inside the last ``<answer>...</answer>`` (the whole output
-when there is none) must name the right option, by its letter or by its text.
+of :mod:`vreason_hooks.apps.video_clips`, ``data.jsonl`` (one question per clip), the task YAML and its
+``utils.py``. Scoring: the answer :func:`vreason_hooks.apps.answers.extract_answer` reads (the last complete
+``<answer>...</answer>``, else an unclosed last one, else the whole output; docs/method.md) must name the right
+option, by its letter or by its text.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import re
 import shutil
 from pathlib import Path
 
-from vreason_hooks.video_clips import write_clips
+from vreason_hooks.apps.answers import extract_answer, has_answer_tag
+from vreason_hooks.apps.video_clips import write_clips
 
 TASK = "vreason_synth"
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _LETTER = re.compile(r"^\(?([A-D])\)?(?:[.:)\s]|$)")
 
 
@@ -51,12 +52,6 @@ def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str
     return f"{kwargs.get('pre_prompt', '')}{body}{kwargs.get('post_prompt', '')}"
 
 
-def extract_answer(output: str) -> str:
-    """Video-R1's rule: the text inside the last ``<answer>`` tag, else the whole output, stripped."""
-    found = _ANSWER.findall(output or "")
-    return (found[-1] if found else output or "").strip()
-
-
 def option_letter(answer: str, options: list[str]) -> str | None:
     """The option ``answer`` names: a leading letter (``B``, ``(B)``, ``B. left``) or an option's text."""
     match = _LETTER.match(answer.strip())
@@ -73,7 +68,7 @@ def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """``accuracy``: the answer names the right option; ``answer_tag_rate``: the output has an answer tag."""
     output = results[0] if results else ""
     letter = option_letter(extract_answer(output), doc["options"])
-    return {"accuracy": float(letter == doc["answer"]), "answer_tag_rate": float(bool(_ANSWER.search(output or "")))}
+    return {"accuracy": float(letter == doc["answer"]), "answer_tag_rate": float(has_answer_tag(output))}
 
 
 def build_requests(task_dir: str | Path, limit: int | None = None, model_name: str = "qwen2_5_vl", task_type: str = "chat"):

@@ -27,7 +27,7 @@ from vreason_hooks.adapters.registry import available as available_adapters
 from vreason_hooks.adapters.spec import AdapterSpec
 from vreason_hooks.errors import NoAdapterError
 
-from .cli_context import report_as, run_stamp
+from .cli_context import rename_pending_task_manager, run_stamp
 from .model_args import IntegrationOptions, split_model_args
 from .records import DocRecord, Records, cli_output_dir
 
@@ -77,7 +77,7 @@ class VReasonModel:
         self.vreason_config, self.vreason_options = config, options
         prompt_model = options.prompt_model or self.UPSTREAM_NAME
         if prompt_model != "own":
-            report_as(prompt_model, own_names=(self.MODEL_NAME, *self.ALIASES))
+            rename_pending_task_manager(prompt_model, own_names=(self.MODEL_NAME, *self.ALIASES))
         self._vreason_stamp = run_stamp()
         self.vreason_adapter = self._checkpoint_adapter(upstream)
         self._load_upstream(**upstream)

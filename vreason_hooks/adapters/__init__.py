@@ -6,6 +6,7 @@ A model family is described by one small TOML spec file (see ``specs/`` and ``do
 from .registry import (
     ENTRY_POINT_GROUP,
     ResolvedAdapter,
+    adapter_for_config,
     available,
     builtin_spec_paths,
     find_adapter,
@@ -19,6 +20,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "AdapterSpec",
     "ResolvedAdapter",
+    "adapter_for_config",
     "available",
     "builtin_spec_paths",
     "find_adapter",

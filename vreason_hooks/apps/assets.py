@@ -6,7 +6,7 @@ import functools
 import importlib.util
 from pathlib import Path
 
-from .errors import VReasonError
+from ..errors import VReasonError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from . import upstream
+from .. import upstream
 
 PACKAGES = ("torch", "transformers", "lmms-eval", "filelock")
 """Checked against the declared ranges (``pyproject.toml``; lmms-eval and filelock: the ``eval`` extra)."""
@@ -48,7 +48,7 @@ def version_checks() -> list[Check]:
 
 def registry_checks() -> list[Check]:
     """The adapters this installation knows and the lmms-eval models our entry point registers."""
-    from .adapters import available
+    from ..adapters import available
 
     specs = available()
     checks = [Check("adapters", bool(specs), ", ".join(s.name for s in specs) or "none")]
@@ -74,9 +74,9 @@ def self_test() -> list[Check]:
     """objective='none' bit-identical to plain ``generate``; switch at lr 0.05 updates and moves ΔV."""
     import torch
 
+    from ..config import VReasonConfig
+    from ..session import attach
     from . import testing
-    from .config import VReasonConfig
-    from .session import attach
 
     model = testing.tiny_llama()
     inputs = testing.text_inputs(batch=2, pad=[0, 3])

@@ -1,21 +1,21 @@
 """One video question to any supported video-language model, with or without V-Reason (``vreason run``).
 
 Loads a checkpoint (local folder or hub id already in the local cache), finds its adapter from the config
-before loading any weights, samples frames with :mod:`vreason_hooks.video`, builds inputs with the model's
+before loading any weights, samples frames with :mod:`vreason_hooks.apps.video`, builds inputs with the model's
 own processor and chat template, and generates greedily (the paper's "near-greedy" protocol).
 """
 
 from __future__ import annotations
 
-import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapters import AdapterSpec, available
-from .config import VReasonConfig
-from .errors import NoAdapterError, VReasonError
-from .trace import Trace
+from ..adapters import AdapterSpec, adapter_for_config
+from ..config import VReasonConfig
+from ..errors import VReasonError
+from ..trace import Trace
+from .answers import extract_answer
+from .runs import generate_in_session
 from .video import Frames
 
 THINK_PROMPT = (
@@ -26,14 +26,6 @@ THINK_PROMPT = (
 PROMPT_STYLES = {"think": THINK_PROMPT, "plain": "{question}"}
 DEFAULT_MAX_NEW_TOKENS = 1024
 """Paper: up to 1024 new tokens."""
-
-_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
-
-
-def extract_answer(text: str) -> str:
-    """The text inside ``<answer>...</answer>`` (an unclosed tag runs to the end); else the whole output."""
-    match = _ANSWER.search(text)
-    return (match.group(1) if match else text).strip()
 
 
 @dataclass
@@ -56,18 +48,6 @@ class Answer:
     num_tokens: int
     seconds: float
     trace: Trace
-
-
-def match_adapter(config) -> AdapterSpec:
-    """The adapter for a transformers config, found before any weights are loaded."""
-    for spec in available():
-        if spec.matches(config):
-            return spec
-    names = ", ".join(s.name for s in available())
-    raise NoAdapterError(
-        f"no adapter matches model_type={getattr(config, 'model_type', None)!r}; available: {names}. "
-        "Add one with a spec file (see docs/adding-a-model.md)"
-    )
 
 
 def _load_config(name: str):
@@ -99,7 +79,7 @@ def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> Vi
     from transformers import AutoModelForImageTextToText
 
     config = _load_config(name)
-    spec = match_adapter(config)
+    spec = adapter_for_config(config)
     spec.check_config(config)  # a wrong field name fails here, before any weights load
     if spec.span.kind != "token":
         raise VReasonError(
@@ -202,16 +182,7 @@ def build_inputs(vm: VideoModel, frames: Frames, question: str, prompt_style: st
 
 def generate(vm: VideoModel, inputs: dict, config: VReasonConfig, max_new_tokens: int, label: str) -> Answer:
     """Greedy generation inside a V-Reason session (``objective='none'`` gives the traced baseline)."""
-    import torch
-
-    from .session import attach
-
-    start = time.perf_counter()
-    with attach(vm.model, config, adapter=vm.spec) as session, torch.inference_mode():
-        out = vm.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    seconds = time.perf_counter() - start
-    new = out[0, inputs["input_ids"].shape[1]:]
-    text = vm.processor.batch_decode(new[None], skip_special_tokens=True)[0].strip()
-    trace = session.traces[-1]
-    trace.label = label
-    return Answer(label, text, extract_answer(text), trace.num_tokens, seconds, trace)
+    run = generate_in_session(vm.model, inputs, config, max_new_tokens, adapter=vm.spec, label=label)
+    text = vm.processor.batch_decode(run.new_tokens[:1], skip_special_tokens=True)[0].strip()
+    trace = run.traces[-1]
+    return Answer(label, text, extract_answer(text), trace.num_tokens, run.seconds, trace)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VReasonError
+from ..errors import VReasonError
 
 DEFAULT_NUM_FRAMES = 16
 """Frames sampled per video (paper: 16-32)."""

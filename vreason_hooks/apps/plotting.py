@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-from .trace import Trace
+from ..trace import Trace
 
 # Colour-blind-safe pair first (baseline grey-blue, V-Reason orange), then matplotlib's cycle.
 _COLOURS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
