@@ -118,28 +118,12 @@ def write_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0, hidden: int = 64, 
 
 
 def _tiny_qwen3_vl(seed: int, hidden: int, layers: int, vocab: int, dtype: torch.dtype):
-    """A Qwen3-VL with real special ids, a ``layers``-layer text model and a 2-block vision tower whose first
-    block feeds DeepStack (Qwen3-VL's extra visual features added to the first decoder layers)."""
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-
-    heads = 4
-    half = hidden // heads // 2
-    text = testing._common_text(hidden, layers, heads, 2, vocab)
-    text.update(eos_token_id=IM_END, pad_token_id=ENDOFTEXT, head_dim=hidden // heads, rope_parameters={
-        "rope_type": "default", "rope_theta": 5e6, "mrope_interleaved": True,
-        "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
-    })
-    config = Qwen3VLConfig(
-        text_config=text,
-        vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": hidden,
-            "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64,
-            "deepstack_visual_indexes": [0],
-        },
-        image_token_id=IMAGE_PAD, video_token_id=VIDEO_PAD, vision_start_token_id=VISION_START,
-        vision_end_token_id=VISION_END, tie_word_embeddings=False,
+    """The test builder's Qwen3-VL (DeepStack included) with the real Qwen special ids."""
+    return testing.tiny_qwen3_vl(
+        seed=seed, hidden=hidden, layers=layers, vocab=vocab, dtype=dtype, image_token_id=IMAGE_PAD,
+        video_token_id=VIDEO_PAD, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END,
+        eos_token_id=IM_END, pad_token_id=ENDOFTEXT,
     )
-    return testing._instantiate(Qwen3VLForConditionalGeneration, config, "sdpa", seed, dtype, IM_END, ENDOFTEXT)
 
 
 def write_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2,
