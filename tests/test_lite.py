@@ -13,6 +13,8 @@ from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count, token_scores
 
+from lite_reference import generate_masked, max_logit_diff
+
 GEN = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False, output_logits=True, return_dict_in_generate=True)
 ATOL = 1e-5  # pruned vs masked attention differ only in summation order (observed ~1e-7)
 
@@ -77,27 +79,29 @@ def _generate(model, inputs, config, dropped=None):
     return out, session
 
 
-def _max_diff(a, b) -> float:
-    return max((x - y).abs().max().item() for x, y in zip(a.logits, b.logits))
-
 
 # ---------------------------------------------------------------- 1. exactness against a masked full cache
-@pytest.mark.parametrize("name", ["qwen2_5_vl", "llava_onevision", "llama"])
-@pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("objective", ["none", "switch"])
-def test_pruned_cache_decodes_like_full_cache_with_pruned_positions_masked(name, batch, objective):
-    model = _model(name)
-    inputs = _inputs(name, model, batch)
+def _lite_matches_masked_reference(model, inputs, objective: str):
+    """Lite against the full cache with the dropped positions masked: same tokens, logits within ATOL, and
+    different from the unmasked full cache (so the check can fail). Returns (lite session, reference session)."""
     settings = dict(objective=objective, step_interval=2, lr=1e-2)
     lite, session = _generate(model, inputs, vreason.VReasonConfig(lite=True, **settings))
     dropped = [t.pruned for t in session.traces]
     assert all(dropped)
     reference, ref_session = _generate(model, inputs, vreason.VReasonConfig(**settings), dropped)
     unmasked, _ = _generate(model, inputs, vreason.VReasonConfig(**settings))
-
     assert torch.equal(lite.sequences, reference.sequences)
-    assert _max_diff(lite, reference) < ATOL
-    assert _max_diff(lite, unmasked) > 1e-3  # pruning really changed the computation: the check can fail
+    assert max_logit_diff(lite, reference) < ATOL
+    assert max_logit_diff(lite, unmasked) > 1e-3  # pruning really changed the computation: the check can fail
+    return session, ref_session
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "llava_onevision", "llama"])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("objective", ["none", "switch"])
+def test_pruned_cache_decodes_like_full_cache_with_pruned_positions_masked(name, batch, objective):
+    model = _model(name)
+    session, ref_session = _lite_matches_masked_reference(model, _inputs(name, model, batch), objective)
     if objective == "switch":  # the controller ran on the pruned cache and took the same steps
         assert session.traces[0].update_steps and session.traces[0].update_steps == ref_session.traces[0].update_steps
         assert session.traces[0].delta_norm == pytest.approx(ref_session.traces[0].delta_norm, rel=1e-4, abs=1e-6)
@@ -109,16 +113,7 @@ def test_every_family_decodes_a_pruned_cache_like_the_masked_reference(name):
     on: same tokens and logits as the full cache with the dropped positions masked."""
     build, make_inputs = T.FAMILIES[name]
     model = build()
-    inputs = make_inputs(model, batch=2, pad=[0, 3])
-    settings = dict(objective="switch", step_interval=2, lr=1e-2)
-    lite, session = _generate(model, inputs, vreason.VReasonConfig(lite=True, **settings))
-    dropped = [t.pruned for t in session.traces]
-    assert all(dropped)
-    reference, ref_session = _generate(model, inputs, vreason.VReasonConfig(**settings), dropped)
-    unmasked, _ = _generate(model, inputs, vreason.VReasonConfig(**settings))
-    assert torch.equal(lite.sequences, reference.sequences)
-    assert _max_diff(lite, reference) < ATOL
-    assert _max_diff(lite, unmasked) > 1e-3
+    session, ref_session = _lite_matches_masked_reference(model, make_inputs(model, batch=2, pad=[0, 3]), "switch")
     assert session.traces[0].update_steps == ref_session.traces[0].update_steps
     assert session.traces[1].delta_norm == pytest.approx(ref_session.traces[1].delta_norm, rel=1e-4, abs=1e-6)
 
@@ -159,24 +154,9 @@ def test_per_layer_scope_decodes_like_per_layer_masks():
     layout: PrunedLayout = captured["layout"]
     assert any(not torch.equal(layout.dropped[0][b], layout.dropped[2][b]) for b in range(2))
 
-    handles = []
-    for index, layer in enumerate(model.model.layers):
-        def pre(module, args, kwargs, index=index):
-            mask = kwargs["attention_mask"]
-            if mask.shape[-2] != 1:  # prefill is not pruned
-                return None
-            mask = mask.clone()
-            for b, positions in enumerate(layout.dropped[index]):
-                mask[b, :, :, positions] = torch.finfo(mask.dtype).min
-            return args, dict(kwargs, attention_mask=mask)
-        handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
-    try:
-        reference = model.generate(**inputs, **GEN)
-    finally:
-        for h in handles:
-            h.remove()
+    reference = generate_masked(model, inputs, layout.dropped, **GEN)
     assert torch.equal(lite.sequences, reference.sequences)
-    assert _max_diff(lite, reference) < ATOL
+    assert max_logit_diff(lite, reference) < ATOL
 
 
 def test_positions_are_filled_in_when_the_caller_passes_none():

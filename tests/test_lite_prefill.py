@@ -13,10 +13,11 @@ import torch
 
 import vreason_hooks as vreason
 from vreason_hooks import upstream
-from vreason_hooks.adapters import resolve
 from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count
+
+from lite_reference import decoder_layers, generate_masked, max_logit_diff
 
 GEN = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, output_logits=True, return_dict_in_generate=True)
 ATOL = 1e-5  # pruned vs masked attention differ only in summation order (observed ~1e-7)
@@ -41,8 +42,6 @@ def _inputs(name: str, model, batch: int) -> dict:
     return T.text_inputs(batch=batch, length=14, pad=[0, 5][:batch])
 
 
-def _layers(model):
-    return model.get_submodule(resolve(model).spec.modules.decoder_layers)
 
 
 def _lite_run(model, inputs, config, **gen):
@@ -63,26 +62,7 @@ def _lite_run(model, inputs, config, **gen):
 
 def _masked_reference(model, inputs, layout: PrunedLayout):
     """Plain generate on the full cache with each layer's own dropped positions masked from the first decode."""
-    handles = []
-    for index, layer in enumerate(_layers(model)):
-        def pre(module, args, kwargs, index=index):
-            mask = kwargs["attention_mask"]
-            if mask.shape[-2] != 1:  # the prefill itself is not pruned
-                return None
-            mask = mask.clone()
-            for b, positions in enumerate(layout.dropped[index]):
-                mask[b, :, :, positions] = torch.finfo(mask.dtype).min
-            return args, dict(kwargs, attention_mask=mask)
-        handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
-    try:
-        return model.generate(**inputs, **GEN)
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _max_diff(a, b) -> float:
-    return max((x - y).abs().max().item() for x, y in zip(a.logits, b.logits))
+    return generate_masked(model, inputs, layout.dropped, **GEN)
 
 
 # ---------------------------------------------------------------- 1. exactness against per-layer masks
@@ -100,8 +80,8 @@ def test_prefill_pruning_decodes_like_full_cache_with_each_layers_positions_mask
 
     assert torch.equal(lite.logits[0], plain.logits[0])  # prefill used the full keys/values: plain's logits
     assert torch.equal(lite.sequences, reference.sequences)
-    assert _max_diff(lite, reference) < ATOL
-    assert _max_diff(lite, plain) > 1e-3  # pruning changed the decode: the check can fail
+    assert max_logit_diff(lite, reference) < ATOL
+    assert max_logit_diff(lite, plain) > 1e-3  # pruning changed the decode: the check can fail
 
 
 @pytest.mark.parametrize("name", ["qwen2_5_vl", "llava_onevision", "llama"])
@@ -165,7 +145,7 @@ def test_each_layer_drops_its_own_lowest_scores_and_never_holds_two_full_layers(
 
     config = vreason.VReasonConfig(objective="none", prune_score=score, **PREFILL)
     handles = [layer.register_forward_pre_hook(functools.partial(before, index=i), with_kwargs=True)
-               for i, layer in enumerate(_layers(model))]
+               for i, layer in enumerate(decoder_layers(model))]
     handles.append(model.register_forward_hook(after_model, with_kwargs=True))
     try:  # registered before attach: `after_model` runs before the session's hook (nothing pruned after prefill)
         _, session, layout = _lite_run(model, inputs, config, max_new_tokens=2, min_new_tokens=2)
@@ -217,11 +197,11 @@ def test_paused_and_detached_sessions_leave_the_cache_alone():
     inputs = T.text_inputs(batch=1, length=14)
     plain = model.generate(**inputs, **GEN)
     with vreason.attach(model, vreason.VReasonConfig(**PREFILL)) as session:
-        assert all(layer._forward_hooks for layer in _layers(model))
+        assert all(layer._forward_hooks for layer in decoder_layers(model))
         with session.paused():
             paused = model.generate(**inputs, **GEN)
     assert all(torch.equal(a, b) for a, b in zip(paused.logits, plain.logits))
-    assert not any(layer._forward_hooks for layer in _layers(model))
+    assert not any(layer._forward_hooks for layer in decoder_layers(model))
 
 
 @pytest.mark.parametrize(("flags", "expected"), [
