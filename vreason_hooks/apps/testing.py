@@ -206,6 +206,20 @@ def tiny_internvl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: i
     return _instantiate(InternVLForConditionalGeneration, config, attn, seed, dtype)
 
 
+def tiny_smolvlm(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                 dtype=torch.float32):
+    """A SmolVLM2 with a 2-layer SigLIP-style tower (56 px: 4x4 patches, pixel-shuffled to 4 tokens) and Llama LM."""
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
+
+    config = SmolVLMConfig(
+        text_config={"model_type": "llama", **_common_text(hidden, layers, 4, 2, vocab)},
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=56, patch_size=14),
+        image_token_id=IMAGE_TOKEN, scale_factor=2, pad_token_id=PAD, tie_word_embeddings=False,
+    )
+    return _instantiate(SmolVLMForConditionalGeneration, config, attn, seed, dtype)
+
+
 def tiny_llama(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
                dtype=torch.float32):
     """A 2-layer Llama (the text-only adapter's family; SmolLM2 is one)."""
@@ -391,8 +405,9 @@ def frame_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, 
     """Inputs of the families that encode a video as whole frames ``(frames, 3, H, W)`` per sequence.
 
     LLaVA-NeXT-Video: ``pixel_values_videos (batch, frames, 3, H, W)``, ``(side / 2)**2`` pooled tokens per
-    frame. InternVL (frames as images, as its processor does): ``pixel_values (batch * frames, 3, H, W)``,
-    ``side**2 / 4`` pixel-shuffled tokens per frame, each frame between ``VISION_START`` / ``VISION_END``.
+    frame. InternVL and SmolVLM (frames as images, as their processors do): ``side**2 / 4`` pixel-shuffled
+    tokens per frame, each frame between ``VISION_START`` / ``VISION_END``; InternVL takes ``pixel_values
+    (batch * frames, 3, H, W)``, SmolVLM ``pixel_values (batch, frames, 3, H, W)`` (images per sequence).
     Row ``b`` has exactly ``pad[b]`` left-padding tokens.
     """
     config = model.config
@@ -401,7 +416,7 @@ def frame_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, 
     patch = vision.patch_size[0] if isinstance(vision.patch_size, (list, tuple)) else vision.patch_size
     per_frame = (size // patch // 2) ** 2
     token = _span_token(model)
-    as_images = not hasattr(config, "video_token_index")  # InternVL has no video token: frames are images
+    as_images = not hasattr(config, "video_token_index")  # InternVL, SmolVLM have no video token: frames are images
     if as_images:
         middle = ([VISION_START] + [token] * per_frame + [VISION_END]) * frames
     else:
@@ -409,7 +424,9 @@ def frame_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, 
     input_ids, mask, g = _ragged_rows(batch, pad, seed, middle, prefix, suffix)
     pixels = torch.randn(batch, frames, 3, size, size, generator=g).to(model.dtype)
     if as_images:
-        return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": pixels.flatten(0, 1)}
+        per_sequence = config.model_type == "smolvlm"  # SmolVLM keeps the images of each sequence together
+        return {"input_ids": input_ids, "attention_mask": mask,
+                "pixel_values": pixels if per_sequence else pixels.flatten(0, 1)}
     return {"input_ids": input_ids, "attention_mask": mask, "pixel_values_videos": pixels}
 
 
@@ -449,6 +466,7 @@ FAMILIES = {
     "llava_next_video": (tiny_llava_next_video, frame_video_inputs),
     "video_llama_3": (tiny_video_llama_3, patch_video_inputs),
     "internvl": (tiny_internvl, frame_video_inputs),
+    "smolvlm": (tiny_smolvlm, frame_video_inputs),
 }
 """Adapter name -> (build(attn=..., seed=...), make_inputs(model, batch=, pad=, seed=)). One line per shipped
 adapter: the test matrix (tests/test_matrix.py) runs every check over this table."""
