@@ -220,6 +220,23 @@ def tiny_smolvlm(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: in
     return _instantiate(SmolVLMForConditionalGeneration, config, attn, seed, dtype)
 
 
+def tiny_perception_lm(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                       dtype=torch.float32):
+    """A PerceptionLM with a 2-block timm ViT (56 px: 4x4 patches + CLS, pooled 2x2 to 4 tokens) and Llama LM."""
+    from transformers import PerceptionLMConfig, PerceptionLMForConditionalGeneration
+
+    config = PerceptionLMConfig(
+        text_config={"model_type": "llama", **_common_text(hidden, layers, 4, 2, vocab)},
+        vision_config=dict(
+            model_type="timm_wrapper", architecture="vit_base_patch16_224", num_classes=0,
+            model_args=dict(embed_dim=32, depth=2, num_heads=2, img_size=56, patch_size=14, class_token=True),
+        ),
+        vision_use_cls_token=True, projector_pooling_ratio=2, image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN,
+        tie_word_embeddings=False,
+    )
+    return _instantiate(PerceptionLMForConditionalGeneration, config, attn, seed, dtype)
+
+
 def tiny_llama(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
                dtype=torch.float32):
     """A 2-layer Llama (the text-only adapter's family; SmolLM2 is one)."""
@@ -400,23 +417,32 @@ def grid_video_inputs(model, batch: int = 1, grid: int = 4, prefix: int = 5, suf
     }
 
 
+def _first(value):
+    """``value[0]`` of a per-axis ``[h, w]`` size, else ``value``."""
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
 def frame_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, suffix: int = 6, seed: int = 0,
                        pad: list[int] | None = None) -> dict:
     """Inputs of the families that encode a video as whole frames ``(frames, 3, H, W)`` per sequence.
 
     LLaVA-NeXT-Video: ``pixel_values_videos (batch, frames, 3, H, W)``, ``(side / 2)**2`` pooled tokens per
-    frame. InternVL and SmolVLM (frames as images, as their processors do): ``side**2 / 4`` pixel-shuffled
+    frame (PerceptionLM the same, its patches average-pooled 2x2). InternVL and SmolVLM (frames as images, as their processors do): ``side**2 / 4`` pixel-shuffled
     tokens per frame, each frame between ``VISION_START`` / ``VISION_END``; InternVL takes ``pixel_values
     (batch * frames, 3, H, W)``, SmolVLM ``pixel_values (batch, frames, 3, H, W)`` (images per sequence).
     Row ``b`` has exactly ``pad[b]`` left-padding tokens.
     """
     config = model.config
     vision = config.vision_config
-    size = vision.image_size[0] if isinstance(vision.image_size, (list, tuple)) else vision.image_size
-    patch = vision.patch_size[0] if isinstance(vision.patch_size, (list, tuple)) else vision.patch_size
+    timm_args = getattr(vision, "model_args", None)  # a timm tower (PerceptionLM) keeps its geometry here
+    if timm_args:
+        size, patch = timm_args["img_size"], timm_args["patch_size"]
+    else:
+        size, patch = _first(vision.image_size), _first(vision.patch_size)
     per_frame = (size // patch // 2) ** 2
     token = _span_token(model)
-    as_images = not hasattr(config, "video_token_index")  # InternVL, SmolVLM have no video token: frames are images
+    # InternVL and SmolVLM have no video token: frames are images
+    as_images = not (hasattr(config, "video_token_index") or hasattr(config, "video_token_id"))
     if as_images:
         middle = ([VISION_START] + [token] * per_frame + [VISION_END]) * frames
     else:
@@ -467,6 +493,7 @@ FAMILIES = {
     "video_llama_3": (tiny_video_llama_3, patch_video_inputs),
     "internvl": (tiny_internvl, frame_video_inputs),
     "smolvlm": (tiny_smolvlm, frame_video_inputs),
+    "perception_lm": (tiny_perception_lm, frame_video_inputs),
 }
 """Adapter name -> (build(attn=..., seed=...), make_inputs(model, batch=, pad=, seed=)). One line per shipped
 adapter: the test matrix (tests/test_matrix.py) runs every check over this table."""
