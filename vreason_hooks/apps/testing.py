@@ -237,6 +237,27 @@ def tiny_perception_lm(attn: str = "sdpa", seed: int = 0, hidden: int = 64, laye
     return _instantiate(PerceptionLMForConditionalGeneration, config, attn, seed, dtype)
 
 
+def tiny_molmo2(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
+                dtype=torch.float32):
+    """A Molmo2 with a 2-layer ViT (56 px: 4x4 patches of 14 px, attention-pooled 2x2 to 4 tokens per frame)
+    and a 2-layer Molmo2 text model (no extra vocabulary: the special ids sit in ``VOCAB``)."""
+    from transformers import Molmo2Config, Molmo2ForConditionalGeneration
+
+    text = _common_text(hidden, layers, 4, 2, vocab)
+    text.update(head_dim=hidden // 4, additional_vocab_size=0)
+    config = Molmo2Config(
+        text_config=text,
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           num_key_value_heads=2, head_dim=16, image_size=[56, 56], patch_size=14),
+        adapter_config=dict(vision_feature_layer=[-1], hidden_size=32, num_attention_heads=2, num_key_value_heads=2,
+                            head_dim=16, intermediate_size=64, text_hidden_size=hidden),
+        image_patch_id=VIDEO_TOKEN, image_start_token_id=VISION_START, image_end_token_id=VISION_END,
+        low_res_image_start_token_id=VISION_START, frame_start_token_id=VISION_START, frame_end_token_id=VISION_END,
+        tie_word_embeddings=False,
+    )
+    return _instantiate(Molmo2ForConditionalGeneration, config, attn, seed, dtype)
+
+
 def tiny_llama(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
                dtype=torch.float32):
     """A 2-layer Llama (the text-only adapter's family; SmolLM2 is one)."""
@@ -476,6 +497,44 @@ def patch_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, pr
     }
 
 
+def pooled_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, suffix: int = 6, seed: int = 0,
+                        pad: list[int] | None = None) -> dict:
+    """Molmo2 inputs: one video of ``frames`` frames per sequence, each frame's ``side x side`` patches pooled
+    2x2 into ``(side / 2)**2`` patch tokens between ``VISION_START`` / ``VISION_END`` (frame start / end).
+
+    ``pixel_values_videos (batch * frames, side**2, 3 * patch**2)`` holds flattened patches; row ``t`` of
+    ``video_token_pooling (batch * frames * (side / 2)**2, 4)`` lists the patches token ``t`` pools (indices
+    into every frame's patches, in order); ``video_grids (batch, 3)`` is ``[frames, side / 2, side / 2]``.
+    ``mm_token_type_ids`` is 1 on the frame tokens (start, patches, end): they attend to each other in
+    prefill, as the Molmo2 processor marks them. Row ``b`` has exactly ``pad[b]`` left-padding tokens.
+    """
+    config = model.config
+    vision = config.vision_config
+    side = vision.image_size[0] // vision.patch_size
+    pooled = side // 2
+    middle = ([VISION_START] + [_span_token(model)] * pooled**2 + [VISION_END]) * frames
+    input_ids, mask, g = _ragged_rows(batch, pad, seed, middle, prefix, suffix)
+    types = torch.zeros_like(input_ids)
+    for b in range(batch):
+        first = int((input_ids[b] == VISION_START).nonzero()[0])
+        types[b, first:first + len(middle)] = 1
+    # token (r, c) of a frame pools patches (2r + i, 2c + j), i, j in {0, 1}, of that frame's side x side grid
+    r, c = torch.meshgrid(torch.arange(pooled), torch.arange(pooled), indexing="ij")
+    corners = (2 * r * side + 2 * c).reshape(-1, 1)
+    per_frame = corners + torch.tensor([0, 1, side, side + 1])
+    pooling = torch.cat([per_frame + n * side * side for n in range(batch * frames)])
+    patch_dim = vision.num_channels * vision.patch_size**2
+    pixels = torch.randn(batch * frames, side * side, patch_dim, generator=g).to(model.dtype)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "mm_token_type_ids": types,
+        "pixel_values_videos": pixels,
+        "video_token_pooling": pooling,
+        "video_grids": torch.tensor([[frames, pooled, pooled]] * batch),
+    }
+
+
 def _text_family_inputs(model, batch: int = 1, pad: list[int] | None = None, seed: int = 0) -> dict:
     return text_inputs(batch=batch, pad=pad, seed=seed)
 
@@ -494,6 +553,7 @@ FAMILIES = {
     "internvl": (tiny_internvl, frame_video_inputs),
     "smolvlm": (tiny_smolvlm, frame_video_inputs),
     "perception_lm": (tiny_perception_lm, frame_video_inputs),
+    "molmo2": (tiny_molmo2, pooled_video_inputs),
 }
 """Adapter name -> (build(attn=..., seed=...), make_inputs(model, batch=, pad=, seed=)). One line per shipped
 adapter: the test matrix (tests/test_matrix.py) runs every check over this table."""
