@@ -46,6 +46,7 @@ class Generation:
     switches: list[EntropySwitch]
     traces: list[Trace]
     grad_scope: GradScope
+    schedule: UpdateSchedule
     call: int = 0
     """The session's ``generate`` call number this prefill belongs to."""
     step: int = -1
@@ -73,7 +74,7 @@ class Generation:
         pruner = None
         if config.lite and config.prune_at == "prefill":
             pruner = PrefillPruner.for_prefill(config, spans, input_ids.shape[1], attention_mask, past)
-        return cls(config, adapter, spans, switches, traces, grad_scope, call=call,
+        return cls(config, adapter, spans, switches, traces, grad_scope, UpdateSchedule(config.step_interval), call=call,
                    finished=[False] * len(spans), pruner=pruner)
 
     @property
@@ -94,7 +95,7 @@ class Generation:
             self.finished = [done or token in eos_ids for done, token in zip(self.finished, last)]
         self.update_now = (
             self.controller is not None
-            and UpdateSchedule(self.config.step_interval).due(self.step)
+            and self.schedule.due(self.step)
             and any(not self.finished[b] for b in self.controller.sequences)
         )
 

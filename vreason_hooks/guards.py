@@ -38,7 +38,7 @@ def check_generation_settings(kwargs: dict, generation_config, cache_layer_index
             f"V-Reason needs a DynamicCache; cache_implementation={implementation!r} is not supported "
             "(drop it, or pass cache_implementation='dynamic')"
         )
-    cache = upstream.generate_cache(kwargs)
+    cache = upstream.forward_cache(kwargs)
     if cache is not None:
         upstream.check_dynamic_cache(cache, [cache_layer_index], needed_by="V-Reason (controlled layer)")
 

@@ -22,6 +22,7 @@ one entropy evaluation and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import warnings
@@ -157,6 +158,7 @@ class Session:
         state = self._state
         return state.grad_scope if state is not None and state.grad_scope.active else None
 
+    @contextlib.contextmanager
     def paused(self):
         """Plain decoding inside an attached session (a baseline run, like peft's ``disable_adapter``).
 
@@ -167,7 +169,11 @@ class Session:
                     baseline = model.generate(**inputs)
                 controlled = model.generate(**inputs)
         """
-        return _Paused(self)
+        before, self._paused = self._paused, True  # re-entrant: the outer block restores the flag
+        try:
+            yield self
+        finally:
+            self._paused = before
 
     def pop_traces(self) -> list[Trace]:
         """The traces recorded so far, forgotten by the session (keeps a long evaluation's memory flat)."""
@@ -210,7 +216,7 @@ class Session:
                 "edited values. Call model.generate after attach"
             )
 
-    def _check_decode_cache(self, cache) -> None:
+    def _check_decode_cache(self, cache, past: int) -> None:
         """Inside one ``generate`` call there is one prefill; every later forward must carry the cache it filled.
 
         A forward that arrives without it would otherwise look like a new prefill: V-Reason would restart at
@@ -219,7 +225,7 @@ class Session:
         state = self._state
         if not self._in_generate or state is None or state.call != self._calls:
             return
-        if cache is None or upstream.cache_length(cache) == 0 or (state.cache is not None and cache is not state.cache):
+        if cache is None or past == 0 or (state.cache is not None and cache is not state.cache):
             raise UpstreamError(
                 f"V-Reason: a decode step of {type(self.model).__name__} arrived without the KV cache the prefill "
                 f"created (looked for keyword {self._model_cache_keyword!r}); {upstream.version_note()}"
@@ -233,7 +239,7 @@ class Session:
         _, cache = upstream.find_cache(kwargs, self._model_cache_keyword)
         past = upstream.cache_length(cache)
         new_tokens = input_ids.shape[1] if input_ids is not None else kwargs["inputs_embeds"].shape[1]
-        self._check_decode_cache(cache)
+        self._check_decode_cache(cache, past)
         if self._state is None or past == 0 or new_tokens > 1:
             self._check_caller()
             self._start_generation(input_ids, kwargs, past)
@@ -318,20 +324,6 @@ class Session:
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(message, stacklevel=3)
-
-
-class _Paused:
-    """``with session.paused():`` for this thread (re-entrant: the outer block restores the flag)."""
-
-    def __init__(self, session: Session):
-        self._session, self._before = session, False
-
-    def __enter__(self) -> Session:
-        self._before, self._session._paused = self._session._paused, True
-        return self._session
-
-    def __exit__(self, *exc) -> None:
-        self._session._paused = self._before
 
 
 def attach(

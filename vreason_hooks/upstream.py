@@ -114,7 +114,7 @@ def find_cache(kwargs: dict, keyword: str) -> tuple[str, Any]:
 
 
 def forward_cache(kwargs: dict) -> Any:
-    """The cache in a ``forward``'s keyword arguments under any known name (for hooks outside a session)."""
+    """The cache in the keyword arguments of a ``forward`` or of ``generate``, under any known name."""
     return find_cache(kwargs, CACHE_KEYWORDS[0])[1]
 
 
@@ -138,11 +138,6 @@ def output_cache(output) -> Any:
 def output_logits(output):
     """``(batch, seq_len, vocab)`` logits of a causal-LM output (a ``ModelOutput`` or a tuple)."""
     return output["logits"] if isinstance(output, dict) else output[0]
-
-
-def generate_cache(kwargs: dict) -> Any:
-    """The cache a user passed to ``generate`` (``cache=`` from 5.24, ``past_key_values=`` before), or None."""
-    return find_cache(kwargs, CACHE_KEYWORDS[0])[1]
 
 
 def inside_generate(model) -> bool:
@@ -289,6 +284,13 @@ def replace_layer_input(args: tuple, kwargs: dict, transform) -> tuple[tuple, di
 
 
 # ---------------------------------------------------------------------------------------------- auto classes
+def load_video(path: str, backend: str):
+    """``(frames, metadata)`` of a video file, decoded by transformers' own reader (``video_utils.load_video``)."""
+    from transformers.video_utils import load_video as _load_video
+
+    return _load_video(path, backend=backend)
+
+
 def generation_auto_class(config):
     """The transformers auto class that loads ``config``'s checkpoint with its language-model head:
     ``AutoModelForCausalLM`` if it maps the config class, else ``AutoModelForImageTextToText``, else ``None``.

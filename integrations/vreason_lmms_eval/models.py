@@ -150,11 +150,12 @@ class _Qwen3Loader(_QwenLoader):
     def _model_class(self, pretrained: str):
         """Upstream's choice of class (Qwen3-VL or Qwen3.5, dense or MoE). Upstream guesses MoE from an
         ``A<n>B`` in the checkpoint name; the config's ``model_type`` also gets a local folder right."""
-        from lmms_eval.models.simple.qwen3_vl import _resolve_model_class
         from transformers import AutoConfig
 
+        from .upstream import qwen3_model_class
+
         model_type = AutoConfig.from_pretrained(pretrained).model_type
-        return _resolve_model_class(pretrained, is_moe=model_type.endswith("_moe"))[0]
+        return qwen3_model_class(pretrained, is_moe=model_type.endswith("_moe"))
 
 
 class VReasonQwen3_VL(_Qwen3Loader, _Qwen3Chat):
@@ -198,9 +199,7 @@ class _MediaKeywords:
                 kwargs[self.RENAMED.get(key, key)] = media
         videos = kwargs.get("videos")
         if videos and all(isinstance(v, str) for v in videos) and "video_metadata" not in kwargs:
-            from transformers.video_utils import load_video
-
-            frames, metadata = zip(*(load_video(path, backend=self.VIDEO_BACKEND) for path in videos))
+            frames, metadata = zip(*(hf_upstream.load_video(path, self.VIDEO_BACKEND) for path in videos))
             kwargs["videos"], kwargs["video_metadata"] = list(frames), list(metadata)
         return self.processor(*args, **kwargs)
 

@@ -2,7 +2,8 @@
 
 What the integration reads from lmms-eval beyond its model API: locals of ``simple_evaluate`` found through
 the calling frames (the pending ``TaskManager`` and the run's ``datetime_str``), the ``TaskManager``'s
-``model_name``, the helpers that derive the output folder's model name, and the module
+``model_name``, the helpers that derive the output folder's model name, ``qwen3_vl``'s class resolver, and the
+module
 ``filelock._api`` that ``simple_evaluate`` imports. ``tests/test_lmms_eval_upstream.py`` fails when one moves.
 
 Known moves:
@@ -88,6 +89,14 @@ def output_model_name(model_args: str) -> str:
     from lmms_eval.utils import sanitize_model_name
 
     return sanitize_model_name(GeneralConfigTracker._get_model_name(model_args))
+
+
+def qwen3_model_class(pretrained: str, is_moe: bool):
+    """The transformers class lmms-eval's ``qwen3_vl`` loads ``pretrained`` with (Qwen3-VL or Qwen3.5, dense
+    or MoE), from its private ``_resolve_model_class``."""
+    from lmms_eval.models.simple.qwen3_vl import _resolve_model_class
+
+    return _resolve_model_class(pretrained, is_moe=is_moe)[0]
 
 
 # ---------------------------------------------------------------------------------------------- filelock

@@ -22,8 +22,7 @@ from typing import ClassVar
 from loguru import logger as eval_logger
 
 from vreason_hooks import Session, VReasonConfig, attach
-from vreason_hooks.adapters.registry import HOW_TO_ADD
-from vreason_hooks.adapters.registry import available as available_adapters
+from vreason_hooks.adapters.registry import adapter_for_config
 from vreason_hooks.adapters.spec import AdapterSpec
 from vreason_hooks.errors import NoAdapterError
 
@@ -95,13 +94,13 @@ class VReasonModel:
         pretrained = upstream.get("pretrained", upstream_arguments(self.UPSTREAM).get("pretrained"))
         remote = bool(upstream.get("trust_remote_code", False))
         config = AutoConfig.from_pretrained(pretrained, trust_remote_code=remote)
-        for spec in available_adapters():
-            if spec.matches(config):
-                return spec
-        raise NoAdapterError(
-            f"{self.MODEL_NAME}: pretrained={pretrained} is a {config.model_type!r} checkpoint and no V-Reason adapter "
-            f"matches it (adapters: {', '.join(s.name for s in available_adapters())}); {HOW_TO_ADD}"
-        )
+        try:
+            return adapter_for_config(config)
+        except NoAdapterError as err:
+            raise NoAdapterError(
+                f"{self.MODEL_NAME}: pretrained={pretrained} is a {config.model_type!r} checkpoint and no V-Reason "
+                f"adapter matches it ({err})"
+            ) from None
 
     # ------------------------------------------------------------------ session
     def _attach_vreason(self) -> None:
