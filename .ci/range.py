@@ -20,8 +20,13 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE_TESTS = ["tests/test_matrix.py", "tests/test_upstream.py", "tests/test_controller.py",
-              "tests/test_generate_features.py", "tests/test_lite.py"]
+CORE_TESTS = [
+    "tests/test_matrix.py",
+    "tests/test_upstream.py",
+    "tests/test_controller.py",
+    "tests/test_generate_features.py",
+    "tests/test_lite.py",
+]
 
 
 def declared_range() -> Requirement:
@@ -39,22 +44,45 @@ def ends(requirement: Requirement) -> dict[str, str]:
     found = {"oldest": lower[0], "newest": pinned.group(1)}
     for label, version in found.items():
         if not requirement.specifier.contains(Version(version)):
-            sys.exit(f"range.py: the {label} tested transformers {version} is outside the declared {requirement}")
+            sys.exit(
+                f"range.py: the {label} tested transformers {version} is outside the declared {requirement}"
+            )
     return found
 
 
 def run(python: Path, version: str, label: str, pytest_args: list[str]) -> int:
     overlay = ROOT / ".venv-range" / f"transformers-{version}"
     if not (overlay / "transformers").is_dir():
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--target", str(overlay),
-                        f"transformers=={version}"], check=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(overlay), os.environ.get("PYTHONPATH")]))}
-    check = f"import transformers, sys; v = transformers.__version__; print('transformers', v); sys.exit(v != {version!r})"
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(overlay),
+                f"transformers=={version}",
+            ],
+            check=True,
+        )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(overlay), os.environ.get("PYTHONPATH")])),
+    }
+    check = (
+        "import transformers, sys; v = transformers.__version__; print('transformers', v); sys.exit(v "
+        f"!= {version!r})"
+    )
     print(f"== {label} of the declared range: transformers {version}", flush=True)
     if subprocess.run([str(python), "-c", check], env=env, cwd=ROOT).returncode:
         sys.exit(f"range.py: the overlay did not put transformers {version} first on the path")
-    return subprocess.run([str(python), "-m", "pytest", "-q", "-n", "2", "--dist", "loadfile", *CORE_TESTS,
-                           *pytest_args], env=env, cwd=ROOT).returncode
+    return subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-n", "2", "--dist", "loadfile", *CORE_TESTS, *pytest_args],
+        env=env,
+        cwd=ROOT,
+    ).returncode
 
 
 def main() -> int:
@@ -63,8 +91,11 @@ def main() -> int:
     parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args()
     python = ROOT / args.venv / "bin" / "python"
-    failures = [label for label, version in ends(declared_range()).items()
-                if run(python, version, label, args.pytest_args)]
+    failures = [
+        label
+        for label, version in ends(declared_range()).items()
+        if run(python, version, label, args.pytest_args)
+    ]
     if failures:
         print(f"range.py: core tests FAILED on the {' and '.join(failures)} transformers of the range")
     return 1 if failures else 0

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import torch
 
 
-def publish(script: str, argv: list[str] | None, meta: dict, results: list[dict], table: str,
-            json_path: str | None) -> None:
+def publish(
+    script: str, argv: list[str] | None, meta: dict, results: list[dict], table: str, json_path: str | None
+) -> None:
     """Add date, machine, torch version and the exact command to ``meta``; write ``{"meta", "results"}`` to
     ``json_path`` if given; print the meta as an HTML comment and the markdown ``table`` (for the docs)."""
     meta = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
         "torch": torch.__version__,
         **meta,
@@ -34,7 +35,8 @@ CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536
 
 
 def status_mb(field: str) -> float:
-    """A ``/proc/self/status`` field in MiB (``VmRSS``: resident now; ``VmHWM``: peak since the last reset)."""
+    """A ``/proc/self/status`` field in MiB (``VmRSS``: resident now; ``VmHWM``: peak since the last
+    reset)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):

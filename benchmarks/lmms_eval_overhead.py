@@ -1,4 +1,5 @@
-"""Wall time per document of ``vreason_qwen2_5_vl`` over lmms-eval's own ``qwen2_5_vl``, on the synthetic task.
+"""Wall time per document of ``vreason_qwen2_5_vl`` over lmms-eval's own ``qwen2_5_vl``, on the synthetic
+task.
 
 All three models (upstream; V-Reason with ``objective=none``; V-Reason with ``objective=switch``) are built
 in one process from the same tiny checkpoint (real Qwen tokenizer, random weights) and answer the same
@@ -18,7 +19,7 @@ import platform
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,8 +49,20 @@ def main() -> None:
     video = {"max_pixels": 12544, "min_pixels": 3136, "max_num_frames": 8}
     models = {
         "upstream": Qwen2_5_VL(pretrained=str(ckpt), device="cpu", device_map="cpu", **video),
-        "none": VReasonQwen2_5_VL(pretrained=str(ckpt), objective="none", prompt_model="own", trace_dir=str(root / "t-none"), **video),
-        "switch": VReasonQwen2_5_VL(pretrained=str(ckpt), objective="switch", prompt_model="own", trace_dir=str(root / "t-switch"), **video),
+        "none": VReasonQwen2_5_VL(
+            pretrained=str(ckpt),
+            objective="none",
+            prompt_model="own",
+            trace_dir=str(root / "t-none"),
+            **video,
+        ),
+        "switch": VReasonQwen2_5_VL(
+            pretrained=str(ckpt),
+            objective="switch",
+            prompt_model="own",
+            trace_dir=str(root / "t-switch"),
+            **video,
+        ),
     }
     task, requests = build_requests(task_dir, args.docs)
     for request in requests:
@@ -62,23 +75,33 @@ def main() -> None:
     times = {name: [] for name in names}
     for repeat in range(args.repeats):
         for i, request in enumerate(requests):
-            order = names[(i + repeat) % 3:] + names[:(i + repeat) % 3]  # rotate who goes first
+            order = names[(i + repeat) % 3 :] + names[: (i + repeat) % 3]  # rotate who goes first
             for name in order:
                 start = time.perf_counter()
                 models[name].generate_until([request])
                 times[name].append(time.perf_counter() - start)
     base = times["upstream"]
-    print(f"# lmms-eval overhead, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, torch threads {args.threads}, torch {torch.__version__}")
-    print(f"# {args.docs} docs x {args.repeats} repeats, {args.new_tokens} new tokens/doc, bf16 tiny Qwen2.5-VL "
-          f"(hidden {args.hidden}, {args.layers} layers, vocab {models['upstream'].model.config.get_text_config().vocab_size}), 16 video tokens/doc")
+    print(
+        f"# lmms-eval overhead, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch threads {args.threads}, torch {torch.__version__}"
+    )
+    print(
+        f"# {args.docs} docs x {args.repeats} repeats, {args.new_tokens} new tokens/doc, bf16 tiny "
+        "Qwen2.5-VL "
+        f"(hidden {args.hidden}, {args.layers} layers, vocab "
+        f"{models['upstream'].model.config.get_text_config().vocab_size}), 16 video tokens/doc"
+    )
     print("| model | median s/doc | median ratio vs qwen2_5_vl | p25-p75 ratio |")
     print("|---|---|---|---|")
     for name in names:
         ratios = sorted(t / b for t, b in zip(times[name], base))
         q = statistics.quantiles(ratios, n=4)
         label = "qwen2_5_vl (lmms-eval)" if name == "upstream" else f"vreason_qwen2_5_vl objective={name}"
-        print(f"| {label} | {statistics.median(times[name]):.3f} | {statistics.median(ratios):.3f} | {q[0]:.3f}-{q[2]:.3f} |")
+        print(
+            f"| {label} | {statistics.median(times[name]):.3f} | {statistics.median(ratios):.3f} | "
+            f"{q[0]:.3f}-{q[2]:.3f} |"
+        )
     for name in ("none", "switch"):
         models[name].clean()
 

@@ -60,11 +60,15 @@ def build(workload: str):
         model, tokenizer = load_smollm2()
         question = (
             "Read the following notes carefully and then answer the question at the end. "
-            + " ".join(f"Note {i}: the box {i} holds {i * 7 % 13} red and {i * 5 % 11} blue marbles." for i in range(12))
+            + " ".join(
+                f"Note {i}: the box {i} holds {i * 7 % 13} red and {i * 5 % 11} blue marbles."
+                for i in range(12)
+            )
             + " Question: how many red marbles are in box 5? Think step by step."
         )
-        text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                             add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
         inputs = dict(tokenizer(text, return_tensors="pt"))
         return model, inputs, int(inputs["input_ids"].shape[1])
     frames = {"vl1000": 20, "vl4000": 80}[workload]
@@ -114,7 +118,9 @@ def time_workload(workload: str, repeats: int) -> dict:
     for _ in range(repeats):
         for name, config in VARIANTS.items():
             times[name].append(decode_time(model, inputs, config))
-    ratios = {name: statistics.median(t / p for t, p in zip(times[name], times["plain"])) for name in VARIANTS}
+    ratios = {
+        name: statistics.median(t / p for t, p in zip(times[name], times["plain"])) for name in VARIANTS
+    }
     return {
         "workload": workload,
         "span_tokens": n_span,
@@ -143,7 +149,11 @@ def memory_child(workload: str, variant: str) -> None:
             model.generate(**inputs, **kwargs, logits_processor=LogitsProcessorList([probe]))
             extra = probe.bytes
     peak = status_mb("VmHWM")
-    print(json.dumps({"peak_over_start_mb": peak - before, "total_peak_mb": peak, "controller_mb": extra / 2**20}))
+    print(
+        json.dumps(
+            {"peak_over_start_mb": peak - before, "total_peak_mb": peak, "controller_mb": extra / 2**20}
+        )
+    )
 
 
 class _ExtraBytes:
@@ -166,7 +176,10 @@ def memory_workload(workload: str, repeats: int = 1) -> dict:
         for _ in range(repeats):
             proc = subprocess.run(
                 [sys.executable, __file__, "--memory-child", workload, variant],
-                capture_output=True, text=True, check=True, env={**os.environ, **CHILD_ENV},
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, **CHILD_ENV},
             )
             runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         out[variant] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -178,7 +191,8 @@ def memory_workload(workload: str, repeats: int = 1) -> dict:
 
 
 def markdown(results: list[dict]) -> str:
-    """One row per workload and variant: decode ms/token, its median ratio to plain, peak memory, extra state."""
+    """One row per workload and variant: decode ms/token, its median ratio to plain, peak memory, extra
+    state."""
     lines = [
         "| workload | span tokens | variant | ms/token | time ratio to plain (median) | generate peak (MB) | "
         "its ratio | process peak (MB) | its ratio | controller state (MB) |",
@@ -189,14 +203,17 @@ def markdown(results: list[dict]) -> str:
             mem = r["memory"][variant]
             lines.append(
                 f"| {r['workload']} | {r['span_tokens']:,} | {variant} | {r['ms_per_token'][variant]:.2f} | "
-                f"{r['time_ratio'][variant]:.3f} | {mem['peak_over_start_mb']:.1f} | {mem['peak_ratio']:.3f} | "
+                f"{r['time_ratio'][variant]:.3f} | {mem['peak_over_start_mb']:.1f} | {mem['peak_ratio']:.3f} "
+                "| "
                 f"{mem['total_peak_mb']:.0f} | {mem['total_peak_ratio']:.3f} | {mem['controller_mb']:.2f} |"
             )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="default: all")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--memory-repeats", type=int, default=1)
@@ -214,8 +231,15 @@ def main(argv: list[str] | None = None) -> None:
         result["memory"] = memory_workload(workload, args.memory_repeats)
         results.append(result)
         print(json.dumps(result), file=sys.stderr)
-    publish("overhead.py", argv, {"new_tokens": NEW_TOKENS, "repeats": args.repeats}, results, markdown(results),
-            args.json)
+    publish(
+        "overhead.py",
+        argv,
+        {"new_tokens": NEW_TOKENS, "repeats": args.repeats},
+        results,
+        markdown(results),
+        args.json,
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/reasoning.py                       # full study, SmolLM2-135M-Instruct
     .venv/bin/python benchmarks/reasoning.py --n 120 --dev-n 40    # what fits in ~1.5 h on 2 CPU cores
     .venv/bin/python benchmarks/reasoning.py --report-only         # re-render docs from the results
-    python benchmarks/reasoning.py --backend lmms-eval --lmms-task mmvu_val --pretrained Qwen/Qwen2.5-VL-7B-Instruct \
+    python benchmarks/reasoning.py --backend lmms-eval --lmms-task mmvu_val --pretrained
+    Qwen/Qwen2.5-VL-7B-Instruct \
         --lmms-metric mmvu_accuracy --dev-n 100 --out runs/mmvu.jsonl --docs runs/mmvu.md   # a VLM, on a GPU
 
 Phases (see reasoning_study/study.py): a learning-rate sweep of the switch on the first ``--dev-n`` problems
@@ -37,27 +38,47 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tasks", nargs="+", default=list(tasks.TASKS), choices=list(tasks.TASKS))
     p.add_argument("--n", type=int, default=240, help="problems per task, held-apart part included")
     p.add_argument("--dev-n", type=int, default=40, help="held-apart problems per task for the lr sweep")
-    p.add_argument("--seed", type=int, default=1234, help="reasoning-gym seed (same problems for every variant)")
+    p.add_argument(
+        "--seed", type=int, default=1234, help="reasoning-gym seed (same problems for every variant)"
+    )
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     p.add_argument("--lrs", type=float, nargs="+", default=DEFAULT_LRS, help="sweep grid at k=4")
-    p.add_argument("--k1-lrs", type=float, nargs="*", default=DEFAULT_K1_LRS, help="extra sweep points at k=1")
+    p.add_argument(
+        "--k1-lrs", type=float, nargs="*", default=DEFAULT_K1_LRS, help="extra sweep points at k=1"
+    )
     p.add_argument("--lr", type=float, default=None, help="skip the sweep and use this lr on the test part")
-    p.add_argument("--phase", choices=["all", "sweep", "test"], default="all",
-                   help="'sweep' or 'test' alone: one process per task can share --out (appends are locked); "
-                   "'test' without --lr chooses the lr from the sweep records already in --out (all tasks)")
-    p.add_argument("--only", nargs="*", default=None,
-                   help="run only these test variants (study or diagnostic ones, e.g. baseline lite_prune_only)")
+    p.add_argument(
+        "--phase",
+        choices=["all", "sweep", "test"],
+        default="all",
+        help="'sweep' or 'test' alone: one process per task can share --out (appends are locked); "
+        "'test' without --lr chooses the lr from the sweep records already in --out (all tasks)",
+    )
+    p.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="run only these test variants (study or diagnostic ones, e.g. baseline lite_prune_only)",
+    )
     p.add_argument("--skip", nargs="*", default=[], help="test variants to leave out (e.g. lite)")
-    p.add_argument("--model", default="smollm2", choices=["smollm2", "tiny"], help="'tiny': random, for tests")
+    p.add_argument(
+        "--model", default="smollm2", choices=["smollm2", "tiny"], help="'tiny': random, for tests"
+    )
     p.add_argument("--out", type=Path, default=HERE / "results" / "reasoning_smollm2.jsonl")
     p.add_argument("--docs", type=Path, default=HERE.parent / "docs" / "benchmarks" / "reasoning-study.md")
-    vlm = p.add_argument_group("--backend lmms-eval: the same study on a VLM through the lmms-eval integration")
+    vlm = p.add_argument_group(
+        "--backend lmms-eval: the same study on a VLM through the lmms-eval integration"
+    )
     vlm.add_argument("--backend", choices=["transformers", "lmms-eval"], default="transformers")
     vlm.add_argument("--lmms-task", help="lmms-eval task, e.g. mmvu_val")
-    vlm.add_argument("--lmms-metric", help="per-sample metric key in lmms-eval's samples file (>= 1 is right)")
-    vlm.add_argument("--lmms-model", default="vreason_qwen2_5_vl", help="model name registered by the integration")
+    vlm.add_argument(
+        "--lmms-metric", help="per-sample metric key in lmms-eval's samples file (>= 1 is right)"
+    )
+    vlm.add_argument(
+        "--lmms-model", default="vreason_qwen2_5_vl", help="model name registered by the integration"
+    )
     vlm.add_argument("--pretrained", default="Qwen/Qwen2.5-VL-7B-Instruct")
     vlm.add_argument("--lmms-model-args", default="", help="extra --model_args, e.g. max_num_frames=16")
     vlm.add_argument("--lmms-cli", nargs="*", default=[], help="extra lmms-eval CLI arguments")
@@ -73,7 +94,7 @@ def machine() -> dict:
     import transformers
 
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
@@ -86,12 +107,17 @@ def machine() -> dict:
 
 
 def _git_commit() -> str | None:
-    """HEAD of the checkout (the core changes under a long run in a shared tree: record what it started on)."""
+    """HEAD of the checkout (the core changes under a long run in a shared tree: record what it started
+    on)."""
     import subprocess
 
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -102,14 +128,22 @@ def run_lmms_eval(args, meta_path: Path) -> None:
 
     if not (args.lmms_task and args.lmms_metric):
         raise SystemExit("--backend lmms-eval needs --lmms-task and --lmms-metric")
-    study.add_run(meta_path, {"command": "python benchmarks/reasoning.py " + shlex.join(sys.argv[1:]),
-                              "model": args.pretrained, "tasks": {args.lmms_task: "lmms-eval task"},
-                              "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                              "machine": machine()})
+    study.add_run(
+        meta_path,
+        {
+            "command": "python benchmarks/reasoning.py " + shlex.join(sys.argv[1:]),
+            "model": args.pretrained,
+            "tasks": {args.lmms_task: "lmms-eval task"},
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "machine": machine(),
+        },
+    )
     lr = args.lr
     if lr is None:
         grid = [(x, 4) for x in args.lrs] + [(x, 1) for x in args.k1_lrs]
-        lmms_eval.run_phase(variants.sweep_variants(grid), "sweep", args, args.out, args.dry_run, study.append_records)
+        lmms_eval.run_phase(
+            variants.sweep_variants(grid), "sweep", args, args.out, args.dry_run, study.append_records
+        )
         if args.dry_run:
             lr = variants.PAPER_LR
         else:
@@ -133,18 +167,31 @@ def main(argv=None) -> dict:
         sets = {t: tasks.ProblemSet(tasks.TASKS[t], args.n, args.seed) for t in args.tasks}
         dev = {t: tasks.split(s.problems, args.dev_n)[0] for t, s in sets.items()}
         test = {t: tasks.split(s.problems, args.dev_n)[1] for t, s in sets.items()}
-        study.add_run(meta_path, {
-            "command": "python benchmarks/reasoning.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
-            "model": args.model,
-            "tasks": {t: tasks.TASKS[t].description for t in args.tasks},
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "machine": machine(),
-        })
+        study.add_run(
+            meta_path,
+            {
+                "command": "python benchmarks/reasoning.py "
+                + shlex.join(argv if argv is not None else sys.argv[1:]),
+                "model": args.model,
+                "tasks": {t: tasks.TASKS[t].description for t in args.tasks},
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "machine": machine(),
+            },
+        )
         lr = args.lr
         if lr is None and args.phase in ("all", "sweep"):
             grid = [(x, 4) for x in args.lrs] + [(x, 1) for x in args.k1_lrs]
-            study.run_phase(model, tokenizer, sets, dev, variants.sweep_variants(grid), "sweep", args.out,
-                            args.batch_size, args.max_new_tokens)
+            study.run_phase(
+                model,
+                tokenizer,
+                sets,
+                dev,
+                variants.sweep_variants(grid),
+                "sweep",
+                args.out,
+                args.batch_size,
+                args.max_new_tokens,
+            )
         if args.phase in ("all", "test"):
             if lr is None:
                 lr = study.choose_lr(study.summarise_phase(study.read_records(args.out), "sweep"))
@@ -153,8 +200,9 @@ def main(argv=None) -> dict:
             if args.only is not None:
                 pool = variants.study_variants(lr) + variants.diagnostic_variants(lr)
                 chosen = [v for v in pool if v.name in args.only]
-            study.run_phase(model, tokenizer, sets, test, chosen, "test", args.out, args.batch_size,
-                            args.max_new_tokens)
+            study.run_phase(
+                model, tokenizer, sets, test, chosen, "test", args.out, args.batch_size, args.max_new_tokens
+            )
     if args.dry_run or (args.phase != "all" and not args.report_only):
         return {}  # several per-task processes share --out: the report is rendered once, by --report-only
     return report.write(args.out, summary_path, meta_path, args.docs)

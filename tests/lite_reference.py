@@ -1,4 +1,5 @@
-"""The reference V-Reason Lite is checked against: the full cache, with each layer's dropped positions masked."""
+"""The reference V-Reason Lite is checked against: the full cache, with each layer's dropped positions
+masked."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ def decoder_layers(model):
 
 
 def generate_masked(model, inputs: dict, dropped_per_layer, **gen):
-    """Plain ``generate`` on the full cache with ``dropped_per_layer[layer][b]`` masked from the first decode step.
+    """Plain ``generate`` on the full cache with ``dropped_per_layer[layer][b]`` masked from the first decode
+    step.
 
     Args:
-        dropped_per_layer: per decoder layer, per sequence, the positions to hide (a pruned layout's ``dropped``).
+        dropped_per_layer: per decoder layer, per sequence, the positions to hide (a pruned layout's
+        ``dropped``).
     """
     handles = []
     for index, layer in enumerate(decoder_layers(model)):
+
         def pre(module, args, kwargs, index=index):
             mask = kwargs["attention_mask"]
             if mask.shape[-2] != 1:  # the prefill itself is not pruned
@@ -28,6 +32,7 @@ def generate_masked(model, inputs: dict, dropped_per_layer, **gen):
             for b, positions in enumerate(dropped_per_layer[index]):
                 mask[b, :, :, positions] = torch.finfo(mask.dtype).min
             return args, dict(kwargs, attention_mask=mask)
+
         handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
     try:
         return model.generate(**inputs, **gen)

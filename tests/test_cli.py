@@ -16,11 +16,19 @@ from vreason_hooks.trace import Trace, load_traces, save_traces
 pytestmark = pytest.mark.slow
 
 VREASON = shutil.which("vreason", path=str(Path(sys.executable).parent)) or "vreason"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "COLUMNS": "200",
+    "OMP_NUM_THREADS": "1",
+}
 
 
 def vreason(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([VREASON, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
+    return subprocess.run(
+        [VREASON, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
@@ -60,7 +68,9 @@ def synthetic_trace(n: int, shift: float = 0.0, label: str = "") -> Trace:
         ema.append(e)
         peak.append(max(peak[-1] if peak else e, e))
     alpha = [1 if e >= p else -1 for e, p in zip(ema, peak)]
-    return Trace(entropy=entropy, ema=ema, peak=peak, alpha=alpha, update_steps=list(range(3, n, 4)), label=label)
+    return Trace(
+        entropy=entropy, ema=ema, peak=peak, alpha=alpha, update_steps=list(range(3, n, 4)), label=label
+    )
 
 
 # ---------------------------------------------------------------------------------------------- adapters
@@ -85,7 +95,9 @@ def test_adapters_lists_every_shipped_spec_with_its_source():
 def test_plot_writes_a_png_that_follows_the_trace(tmp_path):
     short = save_traces([synthetic_trace(20)], tmp_path / "short.json")
     other = save_traces([synthetic_trace(20, shift=1.5)], tmp_path / "other.json")
-    pair = save_traces([synthetic_trace(20, label="baseline"), synthetic_trace(60, 0.5, "V-Reason")], tmp_path / "pair.json")
+    pair = save_traces(
+        [synthetic_trace(20, label="baseline"), synthetic_trace(60, 0.5, "V-Reason")], tmp_path / "pair.json"
+    )
 
     result = vreason("plot", short)
     assert result.returncode == 0, result.stderr
@@ -129,17 +141,26 @@ def _malformed(trace: dict, **changes) -> dict:
     return {**trace, **changes}
 
 
-@pytest.mark.parametrize("content, needles", [
-    (lambda t: _malformed(t, ema=t["ema"][:-3]), ["field 'ema' has 17 values for 20 tokens"]),
-    (lambda t: _malformed(t, entropy="high"), ["field 'entropy' must be a list of numbers"]),
-    (lambda t: _malformed(t, peak=[None] * 20), ["field 'peak' must be a list of numbers"]),
-    (lambda t: _malformed(t, alpha=[0.5] * 20), ["field 'alpha' must be a list of whole numbers"]),
-    (lambda t: _malformed(t, alpha=[2] * 20), ["field 'alpha' must hold only +1 and -1"]),
-    (lambda t: _malformed(t, update_steps=[3, 99]), ["field 'update_steps' must index generated tokens 0..19"]),
-    (lambda t: [t, _malformed(t, grad_norm=[1.0])], ["trace 1", "field 'grad_norm' has 1 values for 5 update steps"]),
-    (lambda t: [1, 2, 3], ["trace 0", "a JSON number where a trace object was expected"]),
-    (lambda t: {"hello": "world"}, ["none of the trace fields"]),
-])
+@pytest.mark.parametrize(
+    "content, needles",
+    [
+        (lambda t: _malformed(t, ema=t["ema"][:-3]), ["field 'ema' has 17 values for 20 tokens"]),
+        (lambda t: _malformed(t, entropy="high"), ["field 'entropy' must be a list of numbers"]),
+        (lambda t: _malformed(t, peak=[None] * 20), ["field 'peak' must be a list of numbers"]),
+        (lambda t: _malformed(t, alpha=[0.5] * 20), ["field 'alpha' must be a list of whole numbers"]),
+        (lambda t: _malformed(t, alpha=[2] * 20), ["field 'alpha' must hold only +1 and -1"]),
+        (
+            lambda t: _malformed(t, update_steps=[3, 99]),
+            ["field 'update_steps' must index generated tokens 0..19"],
+        ),
+        (
+            lambda t: [t, _malformed(t, grad_norm=[1.0])],
+            ["trace 1", "field 'grad_norm' has 1 values for 5 update steps"],
+        ),
+        (lambda t: [1, 2, 3], ["trace 0", "a JSON number where a trace object was expected"]),
+        (lambda t: {"hello": "world"}, ["none of the trace fields"]),
+    ],
+)
 def test_plot_malformed_trace_is_named_not_matplotlib(tmp_path, content, needles):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(content(synthetic_trace(20).to_dict())))
@@ -152,8 +173,11 @@ def test_plot_negative_index_counts_from_the_end_and_is_labelled_by_position(tmp
 
     path = save_traces([synthetic_trace(10 + i) for i in range(3)], tmp_path / "three.json")
     drawn = []
-    monkeypatch.setattr(plotting, "plot_traces", lambda traces, out, labels, title: drawn.append(
-        ([t.num_tokens for t in traces], labels)) or out)
+    monkeypatch.setattr(
+        plotting,
+        "plot_traces",
+        lambda traces, out, labels, title: drawn.append(([t.num_tokens for t in traces], labels)) or out,
+    )
     assert cli.main(["plot", str(path), "--index", "-1", "0"]) == 0
     assert drawn == [([12, 10], ["trace #2", "trace"])]  # position from 0, never "#-1"
     for bad in ("-4", "3"):
@@ -166,7 +190,9 @@ def test_plot_negative_index_counts_from_the_end_and_is_labelled_by_position(tmp
 @pytest.mark.parametrize("args", [["adapters", "--json"], ["adapters"]])
 def test_output_into_a_closed_pipe_is_not_an_error(args):
     """`vreason adapters --json | head -2`: the reader leaves early; no "Broken pipe" error, exit 0."""
-    proc = subprocess.Popen([VREASON, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        [VREASON, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
     proc.stdout.close()  # the reader is gone before the first write
     err = proc.stderr.read()
     assert proc.wait(timeout=300) == 0, err
@@ -177,9 +203,26 @@ def test_output_into_a_closed_pipe_is_not_an_error(args):
 def test_run_compare_on_a_tiny_checkpoint(tiny_qwen, clip, tmp_path):
     traces, png = tmp_path / "traces.json", tmp_path / "plot.png"
     result = vreason(
-        "run", "--model", tiny_qwen, "--video", clip, "--question", "Which way does the shape move?",
-        "--compare", "--max-new-tokens", 12, "--frames", 8, "--trace-out", traces, "--plot", png,
-        "--step-interval", 2, "--lr", 0.05,
+        "run",
+        "--model",
+        tiny_qwen,
+        "--video",
+        clip,
+        "--question",
+        "Which way does the shape move?",
+        "--compare",
+        "--max-new-tokens",
+        12,
+        "--frames",
+        8,
+        "--trace-out",
+        traces,
+        "--plot",
+        png,
+        "--step-interval",
+        2,
+        "--lr",
+        0.05,
     )
     assert result.returncode == 0, result.stderr
     assert "adapter qwen2_5_vl" in result.stdout
@@ -197,8 +240,25 @@ def test_run_compare_on_a_tiny_checkpoint(tiny_qwen, clip, tmp_path):
 
 def test_run_lite_prefill_prunes_the_video(tiny_qwen, clip, tmp_path):
     traces = tmp_path / "traces.json"
-    result = vreason("run", "--model", tiny_qwen, "--video", clip, "--question", "Which way?", "--max-new-tokens", 4,
-                     "--frames", 8, "--trace-out", traces, "--lite", "prefill", "--prune-ratio", 0.25)
+    result = vreason(
+        "run",
+        "--model",
+        tiny_qwen,
+        "--video",
+        clip,
+        "--question",
+        "Which way?",
+        "--max-new-tokens",
+        4,
+        "--frames",
+        8,
+        "--trace-out",
+        traces,
+        "--lite",
+        "prefill",
+        "--prune-ratio",
+        0.25,
+    )
     assert result.returncode == 0, result.stderr
     (trace,) = load_traces(traces)
     assert trace.config["lite"] is True and trace.config["prune_at"] == "prefill"
@@ -208,7 +268,9 @@ def test_run_lite_prefill_prunes_the_video(tiny_qwen, clip, tmp_path):
 
 def test_run_bad_inputs(tiny_qwen, clip, tmp_path):
     def run(*extra, model=tiny_qwen, video=clip):
-        return vreason("run", "--model", model, "--video", video, "--question", "q?", "--max-new-tokens", 2, *extra)
+        return vreason(
+            "run", "--model", model, "--video", video, "--question", "q?", "--max-new-tokens", 2, *extra
+        )
 
     assert_one_line_error(run(video=tmp_path / "missing.mp4"), "does not exist")
     broken = tmp_path / "broken.mp4"
@@ -239,7 +301,8 @@ def test_run_bad_inputs(tiny_qwen, clip, tmp_path):
 
 
 def _partial_checkpoint(source: Path, out: Path, without: str = "", config_edit: dict | None = None) -> Path:
-    """A checkpoint folder of symlinks to ``source``'s files, less ``without``, with ``config.json`` edited."""
+    """A checkpoint folder of symlinks to ``source``'s files, less ``without``, with ``config.json``
+    edited."""
     out.mkdir()
     for file in source.iterdir():
         if file.name == without:
@@ -251,15 +314,24 @@ def _partial_checkpoint(source: Path, out: Path, without: str = "", config_edit:
     return out
 
 
-@pytest.mark.parametrize("without, config_edit, needles", [
-    ("tokenizer.json", None, ["is incomplete", "no tokenizer.json", "save_pretrained"]),
-    ("processor_config.json", None, ["is incomplete", "no processor_config.json", "save_pretrained"]),
-    ("model.safetensors", None, ["is incomplete", "no weights (model.safetensors"]),
-    ("chat_template.jinja", None, ["no chat template", "chat_template.jinja"]),
-    # A tokenizer of another model: its <|video_pad|> id is not the one config.json expects.
-    ("", {"video_token_id": 151655}, ["maps the video token '<|video_pad|>' to id 151656", "video_token_id = 151655"]),
-])
-def test_run_on_an_incomplete_checkpoint_names_what_is_missing(tiny_qwen, clip, tmp_path, without, config_edit, needles):
+@pytest.mark.parametrize(
+    "without, config_edit, needles",
+    [
+        ("tokenizer.json", None, ["is incomplete", "no tokenizer.json", "save_pretrained"]),
+        ("processor_config.json", None, ["is incomplete", "no processor_config.json", "save_pretrained"]),
+        ("model.safetensors", None, ["is incomplete", "no weights (model.safetensors"]),
+        ("chat_template.jinja", None, ["no chat template", "chat_template.jinja"]),
+        # A tokenizer of another model: its <|video_pad|> id is not the one config.json expects.
+        (
+            "",
+            {"video_token_id": 151655},
+            ["maps the video token '<|video_pad|>' to id 151656", "video_token_id = 151655"],
+        ),
+    ],
+)
+def test_run_on_an_incomplete_checkpoint_names_what_is_missing(
+    tiny_qwen, clip, tmp_path, without, config_edit, needles
+):
     model = _partial_checkpoint(tiny_qwen, tmp_path / "partial", without, config_edit)
     result = vreason("run", "--model", model, "--video", clip, "--question", "q?", "--max-new-tokens", 2)
     line = assert_one_line_error(result, *needles)
@@ -268,8 +340,23 @@ def test_run_on_an_incomplete_checkpoint_names_what_is_missing(tiny_qwen, clip, 
 
 def test_run_reads_a_yaml_config_and_names_the_accepted_formats(tiny_qwen, clip, tmp_path):
     def run(config):
-        return vreason("run", "--model", tiny_qwen, "--video", clip, "--question", "q?", "--max-new-tokens", 3,
-                       "--frames", 8, "--config", config, "--trace-out", tmp_path / "t.json")
+        return vreason(
+            "run",
+            "--model",
+            tiny_qwen,
+            "--video",
+            clip,
+            "--question",
+            "q?",
+            "--max-new-tokens",
+            3,
+            "--frames",
+            8,
+            "--config",
+            config,
+            "--trace-out",
+            tmp_path / "t.json",
+        )
 
     good = tmp_path / "c.yaml"
     good.write_text("lr: 0.05\nstep_interval: 1\nobjective: max\n")
@@ -293,16 +380,22 @@ def test_run_reads_a_yaml_config_and_names_the_accepted_formats(tiny_qwen, clip,
 
 def test_settings_out_of_range_name_the_range(tmp_path):
     assert_one_line_error(vreason("demo", "--lr", "inf", "--out", tmp_path), "field 'lr'", "[0, 10]")
-    assert_one_line_error(vreason("demo", "--ema-beta", "nan", "--out", tmp_path), "field 'ema_beta'", "(0, 1)")
+    assert_one_line_error(
+        vreason("demo", "--ema-beta", "nan", "--out", tmp_path), "field 'ema_beta'", "(0, 1)"
+    )
     decay = tmp_path / "decay.toml"
     decay.write_text("lr = 8.0\nweight_decay = 0.5\n")
-    assert_one_line_error(vreason("demo", "--config", decay, "--out", tmp_path), "lr · weight_decay", "below 1")
+    assert_one_line_error(
+        vreason("demo", "--config", decay, "--out", tmp_path), "lr · weight_decay", "below 1"
+    )
     assert not (tmp_path / "report.json").exists()
 
 
 def test_demo_bad_settings(tmp_path):
     """Settings are checked before the model loads: a bad value costs a second, not a model load."""
-    assert_one_line_error(vreason("demo", "--lr", "-1", "--out", tmp_path), "bad V-Reason setting", "field 'lr'")
+    assert_one_line_error(
+        vreason("demo", "--lr", "-1", "--out", tmp_path), "bad V-Reason setting", "field 'lr'"
+    )
     assert_one_line_error(vreason("demo", "--config", tmp_path / "missing.toml"), "does not exist")
     assert not (tmp_path / "report.json").exists()
 
@@ -325,7 +418,10 @@ def test_usage_errors_exit_2():
 
 def test_cli_module_does_not_import_heavy_libraries():
     """``vreason --help`` must be quick: transformers and matplotlib are imported by the commands only."""
-    code = "import sys, vreason_hooks.apps.cli; print(sorted(m for m in ('transformers', 'matplotlib') if m in sys.modules))"
+    code = (
+        "import sys, vreason_hooks.apps.cli; print(sorted(m for m in ('transformers', 'matplotlib') if m "
+        "in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
     assert out.stdout.strip() == "[]", out.stderr
 
@@ -340,6 +436,8 @@ def test_model_output_is_printed_as_text_not_markup():
 
     text = "<think>[/think] [bold]x[/bold]</think><answer>[/answer]</answer>"
     console = Console(record=True, width=200)
-    cli._print_answers(console, [Answer("V-Reason", text, "[/answer]", 5, 0.1, synthetic_trace(5))], VReasonConfig())
+    cli._print_answers(
+        console, [Answer("V-Reason", text, "[/answer]", 5, 0.1, synthetic_trace(5))], VReasonConfig()
+    )
     printed = console.export_text()
     assert "[/think] [bold]x[/bold]" in printed and "[/answer]" in printed

@@ -22,7 +22,12 @@ def test_entropy_matches_definition_and_bounds():
     assert entropy(torch.tensor([[0.0, -1e4, -1e4]])).item() == pytest.approx(0.0, abs=1e-6)
 
 
-@given(st.integers(1, 3), st.integers(1, 9), st.sampled_from([torch.float32, torch.bfloat16]), st.integers(0, 10**6))
+@given(
+    st.integers(1, 3),
+    st.integers(1, 9),
+    st.sampled_from([torch.float32, torch.bfloat16]),
+    st.integers(0, 10**6),
+)
 @settings(max_examples=30, deadline=None)
 def test_effective_values_keep_norms_and_are_exact_at_zero(heads, n, dtype, seed):
     g = torch.Generator().manual_seed(seed)
@@ -40,7 +45,9 @@ def test_zero_value_vector_stays_finite():
     assert torch.isfinite(out).all() and out.abs().max() == 0
 
 
-@given(st.lists(st.floats(0, 12, allow_nan=False), min_size=1, max_size=60), st.sampled_from(["zero", "first"]))
+@given(
+    st.lists(st.floats(0, 12, allow_nan=False), min_size=1, max_size=60), st.sampled_from(["zero", "first"])
+)
 def test_switch_follows_ema_peak_rule(entropies, init):
     beta = 0.9
     switch = EntropySwitch(beta=beta, ema_init=init)
@@ -96,7 +103,9 @@ def test_max_objective_ends_with_higher_entropy_than_min():
     inputs = T.qwen_video_inputs(model, frames=4, grid=8)
     final = {}
     for objective in ("max", "min"):
-        with vreason.attach(model, vreason.VReasonConfig(objective=objective, lr=0.05, step_interval=1)) as session:
+        with vreason.attach(
+            model, vreason.VReasonConfig(objective=objective, lr=0.05, step_interval=1)
+        ) as session:
             model.generate(**inputs, max_new_tokens=20, min_new_tokens=20)
         trace = session.traces[0]
         assert set(trace.alpha) == {1 if objective == "max" else -1}

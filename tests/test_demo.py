@@ -26,10 +26,13 @@ def test_bundled_questions_have_integer_answers_and_sources():
         assert demo.final_number(q.answer) == q.answer, q  # every known answer is a plain integer
 
 
-# The reasoning-gym settings the bundled questions were drawn with (seed 2026; `source` names dataset and item).
+# The reasoning-gym settings the bundled questions were drawn with (seed 2026; `source` names dataset and
+# item).
 GENERATORS = {
     "chain_sum": dict(min_terms=2, max_terms=2, min_digits=1, max_digits=1, size=6),
-    "basic_arithmetic": dict(min_terms=2, max_terms=2, min_digits=1, max_digits=1, operators=("+", "-", "*"), size=6),
+    "basic_arithmetic": dict(
+        min_terms=2, max_terms=2, min_digits=1, max_digits=1, operators=("+", "-", "*"), size=6
+    ),
     "leg_counting": dict(min_animals=1, max_animals=1, size=6),
     "products": dict(min_terms=2, max_terms=2, min_digits=1, max_digits=1, size=4),
 }
@@ -83,7 +86,10 @@ def test_demo_end_to_end_on_smollm2(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     result = subprocess.run(
         [VREASON, "demo", "--limit", "1", "--max-new-tokens", "12", "--threads", "1", "--out", tmp_path],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr
     assert "de-quantizing" not in result.stderr  # library load bars stay hidden without --debug

@@ -16,10 +16,17 @@ def _results() -> list[demo.Result]:
         return demo.Run(text, answer, correct, tokens, seconds, updates, 3)
 
     return [
-        demo.Result(demo.Question("chain_sum-4", "q", "13"), run("13", True, 26, 4.6), run("13", True, 26, 5.0, 13)),
-        demo.Result(demo.Question("basic_arithmetic-4", "q", "-8"), run("8", False, 34, 9.8),
-                    run("100", False, 101, 36.6, 50, text="u")),
-        demo.Result(demo.Question("products-2", "q", "0"), run("0", True, 35, 9.4), run(None, False, 65, 17.7, 32)),
+        demo.Result(
+            demo.Question("chain_sum-4", "q", "13"), run("13", True, 26, 4.6), run("13", True, 26, 5.0, 13)
+        ),
+        demo.Result(
+            demo.Question("basic_arithmetic-4", "q", "-8"),
+            run("8", False, 34, 9.8),
+            run("100", False, 101, 36.6, 50, text="u"),
+        ),
+        demo.Result(
+            demo.Question("products-2", "q", "0"), run("0", True, 35, 9.4), run(None, False, 65, 17.7, 32)
+        ),
     ]
 
 
@@ -27,9 +34,11 @@ def _render(width: int) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, color_system=None, legacy_windows=False)
     results = _results()
-    report = {"baseline": demo._totals([r.baseline for r in results]),
-              "vreason": demo._totals([r.vreason for r in results]),
-              "verdicts": {"helped": 0, "hurt": 1, "both right": 1, "both wrong": 1}}
+    report = {
+        "baseline": demo._totals([r.baseline for r in results]),
+        "vreason": demo._totals([r.vreason for r in results]),
+        "verdicts": {"helped": 0, "hurt": 1, "both right": 1, "both wrong": 1},
+    }
     demo._print_summary(console, results, report, Path("out"))
     return buffer.getvalue()
 
@@ -39,8 +48,20 @@ def test_summary_fits_the_terminal_without_cutting_cells(width):
     text = _render(width)
     assert "…" not in text, text
     assert max(map(len, text.splitlines())) <= width
-    for word in ("chain_sum-4", "basic_arithmetic-4", "products-2", "both right, same text", "both wrong", "hurt",
-                 "✓ 13", "✗ 100", "✗ —", "36.6s", "101", "50"):
+    for word in (
+        "chain_sum-4",
+        "basic_arithmetic-4",
+        "products-2",
+        "both right, same text",
+        "both wrong",
+        "hurt",
+        "✓ 13",
+        "✗ 100",
+        "✗ —",
+        "36.6s",
+        "101",
+        "50",
+    ):
         assert word in text, (width, word, text)
 
 

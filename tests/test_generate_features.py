@@ -67,10 +67,14 @@ def test_streamer_and_logits_processor_see_every_token(qwen, qwen_inputs):
     single = T.qwen_video_inputs(qwen, batch=1)
     with vreason.attach(qwen, ACTIVE) as session:
         out = qwen.generate(
-            **single, max_new_tokens=9, min_new_tokens=9, streamer=streamer, logits_processor=LogitsProcessorList([count])
+            **single,
+            max_new_tokens=9,
+            min_new_tokens=9,
+            streamer=streamer,
+            logits_processor=LogitsProcessorList([count]),
         )
     streamed = torch.cat([c.flatten() for c in streamer.chunks[1:]])
-    assert torch.equal(streamed, out[0, single["input_ids"].shape[1]:])
+    assert torch.equal(streamed, out[0, single["input_ids"].shape[1] :])
     assert streamer.ended and len(calls) == 9 == session.traces[0].num_tokens
 
 
@@ -88,7 +92,9 @@ def test_finished_sequence_stops_recording_and_updating():
         return scores
 
     with vreason.attach(model, vreason.VReasonConfig(lr=0.05, step_interval=2)) as session:
-        out = model.generate(**inputs, max_new_tokens=12, logits_processor=LogitsProcessorList([eos_for_first_at_step_4]))
+        out = model.generate(
+            **inputs, max_new_tokens=12, logits_processor=LogitsProcessorList([eos_for_first_at_step_4])
+        )
     first, second = session.traces
     assert out[0, inputs["input_ids"].shape[1] + 4] == T.EOS
     assert first.num_tokens == 5 and max(first.update_steps) <= 4
@@ -104,7 +110,9 @@ def test_user_supplied_dynamic_cache_gets_original_span_values_back(qwen):
     span = torch.tensor(session.traces[0].span)
     last = session.adapter.cache_layer_index
     assert session.traces[0].update_steps
-    assert torch.equal(upstream.layer_values(cache, last)[:, :, span], upstream.layer_values(plain_cache, last)[:, :, span])
+    assert torch.equal(
+        upstream.layer_values(cache, last)[:, :, span], upstream.layer_values(plain_cache, last)[:, :, span]
+    )
 
 
 def test_generate_under_inference_mode_updates(qwen, qwen_inputs):
@@ -117,7 +125,9 @@ def test_generate_under_inference_mode_updates(qwen, qwen_inputs):
 def test_peft_lora_model(tmp_path):
     peft = pytest.importorskip("peft")
     base = T.tiny_llama()
-    model = peft.get_peft_model(base, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = peft.get_peft_model(
+        base, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     inputs = T.text_inputs(batch=2, pad=[0, 1])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     plain = model.generate(**inputs, max_new_tokens=8, min_new_tokens=8)
@@ -137,8 +147,15 @@ def test_model_dispatched_with_a_device_map(tmp_path):
     model = T.tiny_llama(layers=3)
     inputs = T.text_inputs(batch=1)
     plain = model.generate(**inputs, max_new_tokens=8, min_new_tokens=8)
-    device_map = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
-                  "model.layers.2": "cpu", "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu"}
+    device_map = {
+        "model.embed_tokens": "cpu",
+        "model.layers.0": "cpu",
+        "model.layers.1": "disk",
+        "model.layers.2": "cpu",
+        "model.norm": "cpu",
+        "model.rotary_emb": "cpu",
+        "lm_head": "cpu",
+    }
     model = dispatch_model(model, device_map=device_map, offload_dir=str(tmp_path))
     with vreason.attach(model, vreason.VReasonConfig(objective="none")):
         assert torch.equal(plain, model.generate(**inputs, max_new_tokens=8, min_new_tokens=8))
@@ -265,7 +282,10 @@ def test_sequences_of_a_batch_are_controlled_independently(qwen):
     a, b = T.qwen_video_inputs(qwen, batch=2, seed=1), T.qwen_video_inputs(qwen, batch=2, seed=2)
     pair_ab = {k: torch.cat([a[k][:1], b[k][1:]]) for k in a}
     pair_ab["pixel_values_videos"] = torch.cat(
-        [a["pixel_values_videos"][: len(a["pixel_values_videos"]) // 2], b["pixel_values_videos"][len(b["pixel_values_videos"]) // 2:]]
+        [
+            a["pixel_values_videos"][: len(a["pixel_values_videos"]) // 2],
+            b["pixel_values_videos"][len(b["pixel_values_videos"]) // 2 :],
+        ]
     )
     config = vreason.VReasonConfig(lr=0.1, step_interval=2, max_grad_norm=1e-4)
     with vreason.attach(qwen, config) as session:

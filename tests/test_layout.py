@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ast
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vreason_hooks"
@@ -43,7 +43,9 @@ def _imported(path: Path) -> list[tuple[int, str]]:
             found.append((node.lineno, base))
             found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("."):
-            if node.value[1:].replace("_", "").replace(".", "").isalnum():  # a relative module name as a string
+            if (
+                node.value[1:].replace("_", "").replace(".", "").isalnum()
+            ):  # a relative module name as a string
                 found.append((node.lineno, f"{package}{node.value}"))
     return found
 
@@ -58,8 +60,11 @@ def test_the_scan_resolves_relative_imports():
 
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_library_never_imports_the_applications(path):
-    bad = [f"{path.name}:{line} imports {name}" for line, name in _imported(path)
-           if name == "vreason_hooks.apps" or name.startswith("vreason_hooks.apps.")]
+    bad = [
+        f"{path.name}:{line} imports {name}"
+        for line, name in _imported(path)
+        if name == "vreason_hooks.apps" or name.startswith("vreason_hooks.apps.")
+    ]
     assert not bad, "the library must not depend on vreason_hooks.apps: " + "; ".join(bad)
 
 
@@ -83,22 +88,31 @@ def test_declared_dependencies_match_the_layout():
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(ROOT)))
 def test_library_functions_are_short(path):
     tree = ast.parse(path.read_text(), filename=str(path))
-    long = [f"{node.name} (line {node.lineno}): {node.end_lineno - node.lineno + 1} lines"
-            for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
-    assert not long, f"{path.name}: split functions longer than {MAX_FUNCTION_LINES} lines: " + "; ".join(long)
+    long = [
+        f"{node.name} (line {node.lineno}): {node.end_lineno - node.lineno + 1} lines"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"{path.name}: split functions longer than {MAX_FUNCTION_LINES} lines: " + "; ".join(
+        long
+    )
 
 
 def test_a_command_without_the_cli_extra_names_the_install_line(tmp_path):
     """Without rich (or matplotlib) a command fails in one line that says how to install them."""
     import subprocess
 
-    code = ("import sys; sys.modules['rich'] = None; sys.modules['matplotlib'] = None\n"
-            "from vreason_hooks.apps.cli import main; sys.exit(main(sys.argv[1:]))")
+    code = (
+        "import sys; sys.modules['rich'] = None; sys.modules['matplotlib'] = None\n"
+        "from vreason_hooks.apps.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     trace = tmp_path / "t.json"
     trace.write_text('[{"entropy": [1.0, 0.5], "ema": [0.1, 0.15], "peak": [0.1, 0.15], "alpha": [1, 1]}]')
     for args in (["adapters"], ["plot", str(trace)]):
-        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 1, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "pip install 'vreason-hooks[cli]'" in lines[0], proc.stderr
@@ -107,6 +121,10 @@ def test_a_command_without_the_cli_extra_names_the_install_line(tmp_path):
 def test_the_cli_module_runs_as_a_script():
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-m", "vreason_hooks.apps.cli", "--version"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vreason_hooks.apps.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("vreason-hooks "), proc.stderr

@@ -6,6 +6,7 @@ import functools
 
 import pytest
 import torch
+from lite_reference import generate_masked, max_logit_diff
 
 import vreason_hooks as vreason
 from vreason_hooks import adapters, upstream
@@ -13,15 +14,19 @@ from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count, token_scores
 
-from lite_reference import generate_masked, max_logit_diff
-
-GEN = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False, output_logits=True, return_dict_in_generate=True)
+GEN = dict(
+    max_new_tokens=10, min_new_tokens=10, do_sample=False, output_logits=True, return_dict_in_generate=True
+)
 ATOL = 1e-5  # pruned vs masked attention differ only in summation order (observed ~1e-7)
 
 
 @functools.cache
 def _model(name: str):
-    builders = {"qwen2_5_vl": T.tiny_qwen2_5_vl, "llava_onevision": T.tiny_llava_onevision, "llama": T.tiny_llama}
+    builders = {
+        "qwen2_5_vl": T.tiny_qwen2_5_vl,
+        "llava_onevision": T.tiny_llava_onevision,
+        "llama": T.tiny_llama,
+    }
     return builders[name]()
 
 
@@ -32,10 +37,17 @@ def _ragged_qwen(model) -> dict:
     width = max(r["input_ids"].shape[1] for r in rows)
     out = {}
     for key in ("input_ids", "attention_mask", "mm_token_type_ids"):
-        out[key] = torch.stack([
-            torch.cat([r[key].new_full((width - r[key].shape[1],), T.PAD if key == "input_ids" else 0), r[key][0]])
-            for r in rows
-        ])
+        out[key] = torch.stack(
+            [
+                torch.cat(
+                    [
+                        r[key].new_full((width - r[key].shape[1],), T.PAD if key == "input_ids" else 0),
+                        r[key][0],
+                    ]
+                )
+                for r in rows
+            ]
+        )
     out["pixel_values_videos"] = torch.cat([r["pixel_values_videos"] for r in rows])
     out["video_grid_thw"] = torch.cat([r["video_grid_thw"] for r in rows])
     out["second_per_grid_ts"] = torch.cat([r["second_per_grid_ts"] for r in rows])
@@ -51,7 +63,8 @@ def _inputs(name: str, model, batch: int) -> dict:
 
 
 def _mask_out(dropped: list[list[int]]):
-    """Reference: a pre-hook that removes ``dropped[b]`` from attention (full cache) from the first decode step."""
+    """Reference: a pre-hook that removes ``dropped[b]`` from attention (full cache) from the first decode
+    step."""
 
     def hook(module, args, kwargs):
         cache = upstream.forward_cache(kwargs)
@@ -79,11 +92,11 @@ def _generate(model, inputs, config, dropped=None):
     return out, session
 
 
-
 # ---------------------------------------------------------------- 1. exactness against a masked full cache
 def _lite_matches_masked_reference(model, inputs, objective: str):
     """Lite against the full cache with the dropped positions masked: same tokens, logits within ATOL, and
-    different from the unmasked full cache (so the check can fail). Returns (lite session, reference session)."""
+    different from the unmasked full cache (so the check can fail). Returns (lite session, reference
+    session)."""
     settings = dict(objective=objective, step_interval=2, lr=1e-2)
     lite, session = _generate(model, inputs, vreason.VReasonConfig(lite=True, **settings))
     dropped = [t.pruned for t in session.traces]
@@ -103,8 +116,13 @@ def test_pruned_cache_decodes_like_full_cache_with_pruned_positions_masked(name,
     model = _model(name)
     session, ref_session = _lite_matches_masked_reference(model, _inputs(name, model, batch), objective)
     if objective == "switch":  # the controller ran on the pruned cache and took the same steps
-        assert session.traces[0].update_steps and session.traces[0].update_steps == ref_session.traces[0].update_steps
-        assert session.traces[0].delta_norm == pytest.approx(ref_session.traces[0].delta_norm, rel=1e-4, abs=1e-6)
+        assert (
+            session.traces[0].update_steps
+            and session.traces[0].update_steps == ref_session.traces[0].update_steps
+        )
+        assert session.traces[0].delta_norm == pytest.approx(
+            ref_session.traces[0].delta_norm, rel=1e-4, abs=1e-6
+        )
 
 
 @pytest.mark.parametrize("name", sorted(T.FAMILIES))
@@ -113,7 +131,9 @@ def test_every_family_decodes_a_pruned_cache_like_the_masked_reference(name):
     on: same tokens and logits as the full cache with the dropped positions masked."""
     build, make_inputs = T.FAMILIES[name]
     model = build()
-    session, ref_session = _lite_matches_masked_reference(model, make_inputs(model, batch=2, pad=[0, 3]), "switch")
+    session, ref_session = _lite_matches_masked_reference(
+        model, make_inputs(model, batch=2, pad=[0, 3]), "switch"
+    )
     assert session.traces[0].update_steps == ref_session.traces[0].update_steps
     assert session.traces[1].delta_norm == pytest.approx(ref_session.traces[1].delta_norm, rel=1e-4, abs=1e-6)
 
@@ -175,7 +195,9 @@ def test_positions_are_filled_in_when_the_caller_passes_none():
     reference = []
     for _ in range(3):
         mask = torch.cat([mask, torch.ones(1, 1, dtype=torch.long)], dim=1)
-        reference.append(model(input_ids=token, attention_mask=mask, **upstream.cache_kwargs(model, cache)).logits)
+        reference.append(
+            model(input_ids=token, attention_mask=mask, **upstream.cache_kwargs(model, cache)).logits
+        )
     for a, b in zip(lite, reference):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
@@ -188,7 +210,9 @@ def test_ratio_zero_is_bit_identical_to_non_lite(name):
     settings = dict(step_interval=2, lr=1e-2)
     plain, plain_session = _generate(model, inputs, vreason.VReasonConfig(**settings))
     for ratio in (0.0, 0.01):  # 0.01 * n < 1 for every span here: floor drops nothing
-        lite, session = _generate(model, inputs, vreason.VReasonConfig(lite=True, prune_ratio=ratio, **settings))
+        lite, session = _generate(
+            model, inputs, vreason.VReasonConfig(lite=True, prune_ratio=ratio, **settings)
+        )
         assert torch.equal(lite.sequences, plain.sequences)
         assert all(torch.equal(a, b) for a, b in zip(lite.logits, plain.logits))
         assert [t.pruned for t in session.traces] == [[], []]
@@ -202,7 +226,9 @@ def _prefill_cache_shapes(model, inputs, config):
     def after(module, args, kwargs, output):
         if not seen:
             cache = upstream.forward_cache(kwargs)
-            seen["layers"] = [upstream.layer_tensors(cache, i) for i in range(len(upstream.cache_layers(cache)))]
+            seen["layers"] = [
+                upstream.layer_tensors(cache, i) for i in range(len(upstream.cache_layers(cache)))
+            ]
 
     with vreason.attach(model, config) as session:
         handle = model.register_forward_hook(after, with_kwargs=True)
@@ -217,7 +243,9 @@ def test_every_layer_shrinks_by_the_pruned_count_and_frees_it(name, ratio):
     model = _model(name)
     inputs = _inputs(name, model, 2)
     length = inputs["input_ids"].shape[1]
-    layers, session = _prefill_cache_shapes(model, inputs, vreason.VReasonConfig(lite=True, prune_ratio=ratio))
+    layers, session = _prefill_cache_shapes(
+        model, inputs, vreason.VReasonConfig(lite=True, prune_ratio=ratio)
+    )
     spans = [len(t.span) for t in session.traces]
     counts = [len(t.pruned) for t in session.traces]
     assert counts == [pruned_count(ratio, n) for n in spans] and min(counts) > 0
@@ -245,13 +273,17 @@ def test_dropped_tokens_are_the_lowest_scoring_and_survivors_are_exact(score, sc
     layers, session = _prefill_cache_shapes(model, inputs, config)
     layout = None
     with vreason.attach(model, config) as s:  # the layout, for the per-layer dropped sets
+
         def grab(module, args, kwargs, output):
             nonlocal layout
             layout = layout or s._state.lite
+
         h = model.register_forward_hook(grab, with_kwargs=True)
         model.generate(**inputs, max_new_tokens=2, do_sample=False)
         h.remove()
-    full = [upstream.layer_tensors(full, i) for i in range(len(upstream.cache_layers(full)))]  # (keys, values)
+    full = [
+        upstream.layer_tensors(full, i) for i in range(len(upstream.cache_layers(full)))
+    ]  # (keys, values)
     last = len(full) - 1
     for index in range(len(full)):
         scored = full[last if scope == "last_layer" else index]
@@ -269,8 +301,12 @@ def test_dropped_tokens_are_the_lowest_scoring_and_survivors_are_exact(score, sc
             keep = torch.ones(full[index][0].shape[2], dtype=torch.bool)
             keep[dropped] = False
             n = int(keep.sum())
-            torch.testing.assert_close(layers[index][0][b, :, -n:], full[index][0][b][:, keep], rtol=0, atol=0)
-            torch.testing.assert_close(layers[index][1][b, :, -n:], full[index][1][b][:, keep], rtol=0, atol=0)
+            torch.testing.assert_close(
+                layers[index][0][b, :, -n:], full[index][0][b][:, keep], rtol=0, atol=0
+            )
+            torch.testing.assert_close(
+                layers[index][1][b, :, -n:], full[index][1][b][:, keep], rtol=0, atol=0
+            )
             assert not layers[index][0][b, :, :-n].any()  # filler slots hold zeros
 
 
@@ -289,21 +325,39 @@ def test_mask_is_created_for_filler_rows_when_generate_drops_it():
         def get_seq_length(self):
             return 4 + 2  # two tokens generated since prefill
 
-    out = layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": None}, Cache(), None, adapters.get("llama"))
+    out = layout.rewrite_inputs(
+        {"input_ids": torch.tensor([[5], [6]]), "attention_mask": None}, Cache(), None, adapters.get("llama")
+    )
     assert out["attention_mask"].tolist() == [[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
     assert out["position_ids"].tolist() == [[6], [6]]  # original coordinates: 4 prompt + 2 generated
-    mask = torch.tensor([[1, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])  # generate's mask, original coordinates
+    mask = torch.tensor(
+        [[1, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
+    )  # generate's mask, original coordinates
     assert layout.map_attention_mask(mask).tolist() == [[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
     with pytest.raises(UnsupportedSettingError, match="original coordinates"):
-        layout.rewrite_inputs({"input_ids": torch.tensor([[5], [6]]), "attention_mask": mask[:, :-1]}, Cache(), None, adapters.get("llama"))
+        layout.rewrite_inputs(
+            {"input_ids": torch.tensor([[5], [6]]), "attention_mask": mask[:, :-1]},
+            Cache(),
+            None,
+            adapters.get("llama"),
+        )
 
 
 def test_sliding_window_caches_are_refused():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    config = Qwen2Config(vocab_size=T.VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True, sliding_window=4,
-                         max_window_layers=0, layer_types=["sliding_attention"] * 2)
+    config = Qwen2Config(
+        vocab_size=T.VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        use_sliding_window=True,
+        sliding_window=4,
+        max_window_layers=0,
+        layer_types=["sliding_attention"] * 2,
+    )
     model = Qwen2ForCausalLM(config).eval()
     with vreason.attach(model, vreason.VReasonConfig(lite=True)):
         with pytest.raises(UnsupportedSettingError, match="Sliding-window"):
@@ -325,16 +379,43 @@ def test_lmms_eval_runs_lite_from_model_args(tmp_path):
 
     checkpoint = write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny-qwen")
     task = make_task(tmp_path / "task", n=2)
-    args = (f"pretrained={checkpoint},max_pixels=12544,min_pixels=3136,max_num_frames=8,"  # 16 video tokens
-            "lite=true,prune_ratio=0.25,step_interval=2")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1",
-           "HF_DATASETS_CACHE": str(tmp_path / "datasets"), "TOKENIZERS_PARALLELISM": "false"}
+    args = (
+        f"pretrained={checkpoint},max_pixels=12544,min_pixels=3136,max_num_frames=8,"  # 16 video tokens
+        "lite=true,prune_ratio=0.25,step_interval=2"
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "OMP_NUM_THREADS": "1",
+        "HF_DATASETS_CACHE": str(tmp_path / "datasets"),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     out = tmp_path / "out"
     log = subprocess.run(
-        [str(Path(sys.executable).parent / "lmms-eval"), "--model", "vreason_qwen2_5_vl", "--model_args", args,
-         "--tasks", "vreason_synth", "--include_path", str(task), "--gen_kwargs", "max_new_tokens=6",
-         "--batch_size", "1", "--output_path", str(out), "--log_samples"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
+        [
+            str(Path(sys.executable).parent / "lmms-eval"),
+            "--model",
+            "vreason_qwen2_5_vl",
+            "--model_args",
+            args,
+            "--tasks",
+            "vreason_synth",
+            "--include_path",
+            str(task),
+            "--gen_kwargs",
+            "max_new_tokens=6",
+            "--batch_size",
+            "1",
+            "--output_path",
+            str(out),
+            "--log_samples",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=900,
     )
     found = sorted(out.glob("*/*_vreason_traces_vreason_synth.jsonl"))  # the CLI can exit 0 after an error
     assert len(found) == 1, log.stdout[-3000:] + log.stderr[-3000:]
@@ -343,5 +424,9 @@ def test_lmms_eval_runs_lite_from_model_args(tmp_path):
     for record in records:
         trace = record["trace"]
         assert not record["failed"] and trace["config"]["lite"] is True
-        assert len(trace["span"]) == 16 and len(trace["pruned"]) == 4 and set(trace["pruned"]) <= set(trace["span"])
+        assert (
+            len(trace["span"]) == 16
+            and len(trace["pruned"]) == 4
+            and set(trace["pruned"]) <= set(trace["span"])
+        )
         assert trace["update_steps"]  # the controller ran on the pruned cache

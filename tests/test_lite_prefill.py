@@ -10,6 +10,7 @@ import functools
 
 import pytest
 import torch
+from lite_reference import decoder_layers, generate_masked, max_logit_diff
 
 import vreason_hooks as vreason
 from vreason_hooks import upstream
@@ -17,16 +18,20 @@ from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count
 
-from lite_reference import decoder_layers, generate_masked, max_logit_diff
-
-GEN = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, output_logits=True, return_dict_in_generate=True)
+GEN = dict(
+    max_new_tokens=8, min_new_tokens=8, do_sample=False, output_logits=True, return_dict_in_generate=True
+)
 ATOL = 1e-5  # pruned vs masked attention differ only in summation order (observed ~1e-7)
 PREFILL = dict(lite=True, prune_at="prefill", prune_scope="per_layer")
 
 
 @functools.cache
 def _model(name: str, layers: int = 3):
-    builders = {"qwen2_5_vl": T.tiny_qwen2_5_vl, "llava_onevision": T.tiny_llava_onevision, "llama": T.tiny_llama}
+    builders = {
+        "qwen2_5_vl": T.tiny_qwen2_5_vl,
+        "llava_onevision": T.tiny_llava_onevision,
+        "llama": T.tiny_llama,
+    }
     return builders[name](attn="eager", layers=layers)
 
 
@@ -40,8 +45,6 @@ def _inputs(name: str, model, batch: int) -> dict:
     if name == "llava_onevision":
         return T.llava_video_inputs(model, frames=8, batch=batch, pad=[0, 3][:batch])
     return T.text_inputs(batch=batch, length=14, pad=[0, 5][:batch])
-
-
 
 
 def _lite_run(model, inputs, config, **gen):
@@ -61,7 +64,8 @@ def _lite_run(model, inputs, config, **gen):
 
 
 def _masked_reference(model, inputs, layout: PrunedLayout):
-    """Plain generate on the full cache with each layer's own dropped positions masked from the first decode."""
+    """Plain generate on the full cache with each layer's own dropped positions masked from the first
+    decode."""
     return generate_masked(model, inputs, layout.dropped, **GEN)
 
 
@@ -95,7 +99,9 @@ def test_prefill_pruning_equals_post_prefill_per_layer_bit_for_bit_with_the_cont
     assert torch.equal(after.sequences, during.sequences)
     assert all(torch.equal(a, b) for a, b in zip(after.logits, during.logits))
     assert [t.pruned for t in after_session.traces] == [t.pruned for t in session.traces]
-    assert session.traces[0].update_steps and session.traces[0].delta_norm == after_session.traces[0].delta_norm
+    assert (
+        session.traces[0].update_steps and session.traces[0].delta_norm == after_session.traces[0].delta_norm
+    )
 
 
 # ---------------------------------------------------------------- 2. ratio 0
@@ -107,7 +113,9 @@ def test_ratio_zero_is_bit_identical_to_non_lite(name):
     with vreason.attach(model, vreason.VReasonConfig(**settings)) as plain_session:
         plain = model.generate(**inputs, **GEN)
     for ratio in (0.0, 0.01):  # 0.01 * n < 1 for every span here: floor drops nothing
-        lite, session, layout = _lite_run(model, inputs, vreason.VReasonConfig(prune_ratio=ratio, **settings, **PREFILL))
+        lite, session, layout = _lite_run(
+            model, inputs, vreason.VReasonConfig(prune_ratio=ratio, **settings, **PREFILL)
+        )
         assert layout is None
         assert torch.equal(lite.sequences, plain.sequences)
         assert all(torch.equal(a, b) for a, b in zip(lite.logits, plain.logits))
@@ -115,9 +123,12 @@ def test_ratio_zero_is_bit_identical_to_non_lite(name):
         assert session.traces[0].delta_norm == plain_session.traces[0].delta_norm
 
 
-# ---------------------------------------------------------------- 3. lowest scores, survivors, the cache bound
+# ---------------------------------------------------------------- 3. lowest scores, survivors, the cache
+# bound
 def _layer_state(cache, index):
-    keys, _ = upstream.layer_tensors(cache, index) if index < len(upstream.cache_layers(cache)) else (None, None)
+    keys, _ = (
+        upstream.layer_tensors(cache, index) if index < len(upstream.cache_layers(cache)) else (None, None)
+    )
     return 0 if keys is None or keys.numel() == 0 else int(keys.shape[2])
 
 
@@ -128,7 +139,9 @@ def test_each_layer_drops_its_own_lowest_scores_and_never_holds_two_full_layers(
     inputs = _inputs(name, model, 2)
     length = inputs["input_ids"].shape[1]
     # generate's own prefill (its positions for padded rows), one token: the cache holds the prompt only
-    full = upstream.output_cache(model.generate(**inputs, max_new_tokens=1, do_sample=False, return_dict_in_generate=True))
+    full = upstream.output_cache(
+        model.generate(**inputs, max_new_tokens=1, do_sample=False, return_dict_in_generate=True)
+    )
     full = [upstream.layer_tensors(full, i) for i in range(len(upstream.cache_layers(full)))]
     lengths_before_layer, stored = [], {}
 
@@ -144,10 +157,13 @@ def test_each_layer_drops_its_own_lowest_scores_and_never_holds_two_full_layers(
             stored.update(done=True, layers=[upstream.layer_tensors(cache, i) for i in range(len(full))])
 
     config = vreason.VReasonConfig(objective="none", prune_score=score, **PREFILL)
-    handles = [layer.register_forward_pre_hook(functools.partial(before, index=i), with_kwargs=True)
-               for i, layer in enumerate(decoder_layers(model))]
+    handles = [
+        layer.register_forward_pre_hook(functools.partial(before, index=i), with_kwargs=True)
+        for i, layer in enumerate(decoder_layers(model))
+    ]
     handles.append(model.register_forward_hook(after_model, with_kwargs=True))
-    try:  # registered before attach: `after_model` runs before the session's hook (nothing pruned after prefill)
+    # registered before attach: `after_model` runs before the session's hook (nothing pruned after prefill)
+    try:
         _, session, layout = _lite_run(model, inputs, config, max_new_tokens=2, min_new_tokens=2)
     finally:
         for h in handles:
@@ -156,7 +172,7 @@ def test_each_layer_drops_its_own_lowest_scores_and_never_holds_two_full_layers(
     pruned_length = length - min(counts)
     # Entering layer l: layers < l already pruned, layers >= l not written yet. The fullest the stored cache
     # gets is therefore (l pruned layers) + layer l's full write.
-    assert lengths_before_layer == [[pruned_length] * l + [0] * (len(full) - l) for l in range(len(full))]
+    assert lengths_before_layer == [[pruned_length] * n + [0] * (len(full) - n) for n in range(len(full))]
     for index in range(len(full)):
         norms = full[index][1 if score == "value" else 0].double().pow(2).sum(dim=(1, 3)).sqrt()
         for b, trace in enumerate(session.traces):
@@ -169,9 +185,13 @@ def test_each_layer_drops_its_own_lowest_scores_and_never_holds_two_full_layers(
             n = int(keep.sum())
             for k in (0, 1):  # survivors: the original vectors, in order, right-aligned after zero filler
                 assert stored["layers"][index][k].shape[2] == pruned_length
-                torch.testing.assert_close(stored["layers"][index][k][b, :, -n:], full[index][k][b][:, keep], rtol=0, atol=0)
+                torch.testing.assert_close(
+                    stored["layers"][index][k][b, :, -n:], full[index][k][b][:, keep], rtol=0, atol=0
+                )
                 assert not stored["layers"][index][k][b, :, :-n].any()
-    assert session.traces[1].pruned == layout.dropped[-1][1].tolist()  # traces record the controlled layer's set
+    assert (
+        session.traces[1].pruned == layout.dropped[-1][1].tolist()
+    )  # traces record the controlled layer's set
 
 
 # ---------------------------------------------------------------- refusals and lifecycle
@@ -204,12 +224,21 @@ def test_paused_and_detached_sessions_leave_the_cache_alone():
     assert not any(layer._forward_hooks for layer in decoder_layers(model))
 
 
-@pytest.mark.parametrize(("flags", "expected"), [
-    ([], dict(lite=False, prune_at="after_prefill", prune_scope="last_layer")),
-    (["--lite"], dict(lite=True, prune_at="after_prefill", prune_scope="last_layer")),
-    (["--lite", "prefill", "--prune-ratio", "0.25"], dict(lite=True, prune_at="prefill", prune_scope="per_layer", prune_ratio=0.25)),
-    (["--lite", "after_prefill", "--prune-scope", "per_layer"], dict(lite=True, prune_at="after_prefill", prune_scope="per_layer")),
-])
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], dict(lite=False, prune_at="after_prefill", prune_scope="last_layer")),
+        (["--lite"], dict(lite=True, prune_at="after_prefill", prune_scope="last_layer")),
+        (
+            ["--lite", "prefill", "--prune-ratio", "0.25"],
+            dict(lite=True, prune_at="prefill", prune_scope="per_layer", prune_ratio=0.25),
+        ),
+        (
+            ["--lite", "after_prefill", "--prune-scope", "per_layer"],
+            dict(lite=True, prune_at="after_prefill", prune_scope="per_layer"),
+        ),
+    ],
+)
 def test_vreason_run_options_build_the_config(flags, expected):
     from vreason_hooks.apps.cli import _overrides, build_parser, load_config
 
@@ -221,8 +250,21 @@ def test_vreason_run_options_build_the_config(flags, expected):
 def test_vreason_run_refuses_prefill_with_the_last_layer_scope():
     from vreason_hooks.apps.cli import CliError, _overrides, build_parser, load_config
 
-    args = build_parser().parse_args(["run", "--model", "m", "--video", "v", "--question", "q", "--lite", "prefill",
-                                      "--prune-scope", "last_layer"])
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--model",
+            "m",
+            "--video",
+            "v",
+            "--question",
+            "q",
+            "--lite",
+            "prefill",
+            "--prune-scope",
+            "last_layer",
+        ]
+    )
     with pytest.raises(CliError, match="prune_scope='per_layer'"):
         load_config(None, **_overrides(args))
 
@@ -230,9 +272,18 @@ def test_vreason_run_refuses_prefill_with_the_last_layer_scope():
 def test_sliding_window_caches_are_refused_before_any_layer_is_touched():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    config = Qwen2Config(vocab_size=T.VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True, sliding_window=4,
-                         max_window_layers=0, layer_types=["sliding_attention"] * 2)
+    config = Qwen2Config(
+        vocab_size=T.VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        use_sliding_window=True,
+        sliding_window=4,
+        max_window_layers=0,
+        layer_types=["sliding_attention"] * 2,
+    )
     model = Qwen2ForCausalLM(config).eval()
     with vreason.attach(model, vreason.VReasonConfig(**PREFILL)):
         with pytest.raises(UnsupportedSettingError, match="Sliding-window"):

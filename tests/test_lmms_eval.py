@@ -2,7 +2,8 @@
 
 The CLI tests (``slow``) run ``lmms-eval`` in subprocesses, offline, on tiny checkpoints with the real Qwen
 tokenizer. The CLI can exit 0 after an error, so they assert on the files it writes, never on the exit code.
-All CLI runs start together in one module fixture (they are mostly start-up time) and are read by several tests.
+All CLI runs start together in one module fixture (they are mostly start-up time) and are read by several
+tests.
 """
 
 from __future__ import annotations
@@ -33,26 +34,45 @@ def test_every_config_field_is_a_model_arg():
     config, options, upstream = split_model_args("m", {**defaults, "pretrained": "/x"}, UPSTREAM_KEYS)
     assert config == VReasonConfig() and upstream == {"pretrained": "/x"}
     # As lmms-eval hands them over: numbers and booleans already parsed, the rest strings.
-    config, options, upstream = split_model_args("m", {
-        "lr": 5e-4, "step_interval": 8, "objective": "max", "lite": True, "prune_ratio": 0.25, "ema_init": "first",
-        "max_grad_norm": "none", "trace_dir": "/t", "prompt_model": "own", "max_num_frames": 16,
-    }, UPSTREAM_KEYS)
+    config, options, upstream = split_model_args(
+        "m",
+        {
+            "lr": 5e-4,
+            "step_interval": 8,
+            "objective": "max",
+            "lite": True,
+            "prune_ratio": 0.25,
+            "ema_init": "first",
+            "max_grad_norm": "none",
+            "trace_dir": "/t",
+            "prompt_model": "own",
+            "max_num_frames": 16,
+        },
+        UPSTREAM_KEYS,
+    )
     assert (config.lr, config.step_interval, config.objective, config.lite) == (5e-4, 8, "max", True)
     assert config.prune_ratio == 0.25 and config.ema_init == "first" and config.max_grad_norm is None
     assert (options.trace_dir, options.prompt_model) == ("/t", "own") and upstream == {"max_num_frames": 16}
-    config, _, _ = split_model_args("m", {"lite": True, "prune_at": "prefill", "prune_scope": "per_layer"}, UPSTREAM_KEYS)
+    config, _, _ = split_model_args(
+        "m", {"lite": True, "prune_at": "prefill", "prune_scope": "per_layer"}, UPSTREAM_KEYS
+    )
     assert (config.prune_at, config.prune_scope) == ("prefill", "per_layer")
-    with pytest.raises(ModelArgsError, match="prune_scope='per_layer'"):  # prefill pruning has per-layer scores only
+    with pytest.raises(
+        ModelArgsError, match="prune_scope='per_layer'"
+    ):  # prefill pruning has per-layer scores only
         split_model_args("m", {"lite": True, "prune_at": "prefill"}, UPSTREAM_KEYS)
 
 
-@pytest.mark.parametrize("args, named", [
-    ({"lr": -1.0}, "lr=-1.0"),
-    ({"step_interval": 0}, "step_interval=0"),
-    ({"objective": "maximise"}, "objective='maximise'"),
-    ({"lite": "perhaps"}, "lite='perhaps'"),
-    ({"lrr": 1e-4}, "'lrr'"),
-])
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        ({"lr": -1.0}, "lr=-1.0"),
+        ({"step_interval": 0}, "step_interval=0"),
+        ({"objective": "maximise"}, "objective='maximise'"),
+        ({"lite": "perhaps"}, "lite='perhaps'"),
+        ({"lrr": 1e-4}, "'lrr'"),
+    ],
+)
 def test_bad_model_args_name_the_argument(args, named):
     with pytest.raises(ModelArgsError, match="vreason_qwen2_5_vl") as err:
         split_model_args("vreason_qwen2_5_vl", args, UPSTREAM_KEYS)
@@ -66,7 +86,9 @@ def test_bad_value_fails_at_startup_before_loading(tmp_path):
 
     for name in ("vreason_qwen2_5_vl", "vreason_qwen3_vl", "vreason_hf", "vreason_llava_video"):
         with pytest.raises(ModelArgsError, match=r"step_interval=0"):
-            get_model(name).create_from_arg_string(f"pretrained={tmp_path},step_interval=0", {"batch_size": 1})
+            get_model(name).create_from_arg_string(
+                f"pretrained={tmp_path},step_interval=0", {"batch_size": 1}
+            )
 
 
 def test_family_without_adapter_fails_before_loading(tmp_path):
@@ -79,7 +101,9 @@ def test_family_without_adapter_fails_before_loading(tmp_path):
 
     GPT2Config(n_layer=1).save_pretrained(tmp_path)
     for name in ("vreason_hf", "vreason_qwen3_vl"):
-        with pytest.raises(NoAdapterError, match=rf"{name}: pretrained=.* is a 'gpt2' checkpoint and no V-Reason adapter"):
+        with pytest.raises(
+            NoAdapterError, match=rf"{name}: pretrained=.* is a 'gpt2' checkpoint and no V-Reason adapter"
+        ):
             get_model(name).create_from_arg_string(f"pretrained={tmp_path}", {"batch_size": 1})
 
 
@@ -93,7 +117,9 @@ def test_batch_rows_are_matched_by_document():
     docs = [{"q": "a"}, {"q": "b"}, {"q": "c"}]
     lm = VReasonModel.__new__(VReasonModel)  # no model needed: only the task's documents
     lm.task_dict = {"t": {"test": docs}}
-    group = [SimpleNamespace(doc_id=i, arguments=("ctx", lambda doc: doc, {}, i, "t", "test")) for i in (2, 0, 1)]
+    group = [
+        SimpleNamespace(doc_id=i, arguments=("ctx", lambda doc: doc, {}, i, "t", "test")) for i in (2, 0, 1)
+    ]
     seen = []
     first = VReasonModel._tracked(group[0], seen)
     for request in group:  # the huggingface pattern: the first request's doc_to_messages for every row
@@ -106,33 +132,43 @@ def test_registered_through_the_entry_point():
     from lmms_eval.models import get_model
     from vreason_lmms_eval import models
 
-    assert get_model("vreason_qwen2_5_vl") is models.VReasonQwen2_5_VL and not models.VReasonQwen2_5_VL.is_simple
+    assert (
+        get_model("vreason_qwen2_5_vl") is models.VReasonQwen2_5_VL and not models.VReasonQwen2_5_VL.is_simple
+    )
     assert get_model("vreason_qwen2_5_vl", force_simple=True) is models.VReasonQwen2_5_VLSimple
     assert get_model("vreason_qwen3_vl") is models.VReasonQwen3_VL and not models.VReasonQwen3_VL.is_simple
     assert get_model("vreason_qwen3_vl", force_simple=True) is models.VReasonQwen3_VLSimple
     assert get_model("vreason_hf") is models.VReasonHF
-    assert get_model("vreason_llava_video") is models.VReasonLlavaVideo is get_model("vreason_llava_onevision")
+    assert (
+        get_model("vreason_llava_video") is models.VReasonLlavaVideo is get_model("vreason_llava_onevision")
+    )
     # Built on lmms-eval's own wrappers: their generate_until is the one that runs.
     from lmms_eval.models.chat.huggingface import Huggingface
     from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
     from lmms_eval.models.chat.qwen3_vl import Qwen3_VL
 
-    for ours, theirs in ((models.VReasonQwen2_5_VL, Qwen2_5_VL), (models.VReasonQwen3_VL, Qwen3_VL),
-                         (models.VReasonHF, Huggingface)):
+    for ours, theirs in (
+        (models.VReasonQwen2_5_VL, Qwen2_5_VL),
+        (models.VReasonQwen3_VL, Qwen3_VL),
+        (models.VReasonHF, Huggingface),
+    ):
         assert issubclass(ours, theirs) and "generate_until" not in vars(ours)
 
 
 # ---------------------------------------------------------------- synthetic task (fast)
-@pytest.mark.parametrize("output, letter", [
-    ("<think>it moves</think><answer>B</answer>", "B"),
-    ("<think>x</think><answer> (C) </answer>", "C"),
-    ("<answer>A</answer> then <answer>D. down</answer>", "D"),  # the last tag counts
-    ("B", "B"),  # no tag: the whole output
-    ("B. right", "B"),
-    ("<answer>right</answer>", "B"),  # the option's text
-    ("<answer>Both</answer>", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "output, letter",
+    [
+        ("<think>it moves</think><answer>B</answer>", "B"),
+        ("<think>x</think><answer> (C) </answer>", "C"),
+        ("<answer>A</answer> then <answer>D. down</answer>", "D"),  # the last tag counts
+        ("B", "B"),  # no tag: the whole output
+        ("B. right", "B"),
+        ("<answer>right</answer>", "B"),  # the option's text
+        ("<answer>Both</answer>", None),
+        ("", None),
+    ],
+)
 def test_video_r1_answer_extraction(output, letter):
     options = ["A. left", "B. right", "C. up", "D. down"]
     assert option_letter(extract_answer(output), options) == letter
@@ -145,7 +181,9 @@ def test_make_task_writes_a_runnable_folder(tmp_path):
 
     folder = make_task(tmp_path / "task", n=3)
     lines = [json.loads(line) for line in (folder / "data.jsonl").read_text().splitlines()]
-    assert [d["kind"] for d in lines] == ["move", "appear", "change"] and all(Path(d["video"]).is_file() for d in lines)
+    assert [d["kind"] for d in lines] == ["move", "appear", "change"] and all(
+        Path(d["video"]).is_file() for d in lines
+    )
 
     class Loader(yaml.SafeLoader):
         pass
@@ -159,14 +197,34 @@ def test_make_task_writes_a_runnable_folder(tmp_path):
 
 def test_summary_lists_failures_and_averages_the_rest():
     def record(doc_id, failed=False, tokens=None, peak=None, updates=0):
-        return {"task": "t", "doc_id": doc_id, "failed": failed, "error": "boom" if failed else None,
-                "output_tokens": tokens, "time_s": None if failed else 2.0, "generate_s": None if failed else 1.0,
-                "peak_step": peak, "num_updates": updates}
+        return {
+            "task": "t",
+            "doc_id": doc_id,
+            "failed": failed,
+            "error": "boom" if failed else None,
+            "output_tokens": tokens,
+            "time_s": None if failed else 2.0,
+            "generate_s": None if failed else 1.0,
+            "peak_step": peak,
+            "num_updates": updates,
+        }
 
-    summary = summarise([record(0, tokens=10, peak=4, updates=2), record(1, failed=True), record(2, tokens=20, peak=9, updates=5)], "m", {})
+    summary = summarise(
+        [
+            record(0, tokens=10, peak=4, updates=2),
+            record(1, failed=True),
+            record(2, tokens=20, peak=9, updates=5),
+        ],
+        "m",
+        {},
+    )
     assert summary["failed"] == [{"task": "t", "doc_id": 1, "error": "boom"}]
     assert (summary["documents"], summary["completed"], summary["updates"]) == (3, 2, 7)
-    assert summary["mean_output_tokens"] == 15 and summary["mean_peak_step"] == 6.5 and summary["mean_time_s"] == 2.0
+    assert (
+        summary["mean_output_tokens"] == 15
+        and summary["mean_peak_step"] == 6.5
+        and summary["mean_time_s"] == 2.0
+    )
 
 
 # ---------------------------------------------------------------- the real CLI (slow)
@@ -185,8 +243,13 @@ class Run:
         self.log = self.out / "log.txt"
         env = {**env, "HF_DATASETS_CACHE": str(self.out / "hf-datasets")}
         with self.log.open("w") as log:
-            self.proc = subprocess.Popen(argv + ["--output_path", str(self.out / "results"), "--log_samples"],
-                                         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+            self.proc = subprocess.Popen(
+                argv + ["--output_path", str(self.out / "results"), "--log_samples"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=root,
+            )
 
     def wait(self) -> Run:
         self.proc.wait(timeout=900)
@@ -194,7 +257,9 @@ class Run:
 
     def one(self, pattern: str) -> Path:
         found = sorted((self.out / "results").glob(f"*/{pattern}"))
-        assert len(found) == 1, f"{self.name}: expected one {pattern}, found {found}; log tail:\n{self.tail()}"
+        assert len(found) == 1, (
+            f"{self.name}: expected one {pattern}, found {found}; log tail:\n{self.tail()}"
+        )
         return found[0]
 
     def tail(self) -> str:
@@ -204,10 +269,18 @@ class Run:
         return json.loads(self.one("*_results.json").read_text())
 
     def samples(self) -> dict[int, dict]:
-        return {s["doc_id"]: s for s in map(json.loads, self.one("*_samples_vreason_synth.jsonl").read_text().splitlines())}
+        return {
+            s["doc_id"]: s
+            for s in map(json.loads, self.one("*_samples_vreason_synth.jsonl").read_text().splitlines())
+        }
 
     def traces(self) -> dict[int, dict]:
-        return {r["doc_id"]: r for r in map(json.loads, self.one("*_vreason_traces_vreason_synth.jsonl").read_text().splitlines())}
+        return {
+            r["doc_id"]: r
+            for r in map(
+                json.loads, self.one("*_vreason_traces_vreason_synth.jsonl").read_text().splitlines()
+            )
+        }
 
     def summary(self) -> dict:
         return json.loads(self.one("*_vreason_summary.json").read_text())
@@ -227,43 +300,135 @@ def cli(tmp_path_factory):
     bad = make_task(root / "task-bad", n=5)
     (bad / "videos" / "clip_001.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))  # corrupt
     (bad / "videos" / "clip_003.mp4").unlink()  # missing
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf-home"), "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(root / "hf-home"),
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     lmms_eval = [str(BIN / "lmms-eval")]
     common = ["--tasks", "vreason_synth", "--gen_kwargs", f"max_new_tokens={NEW_TOKENS}", "--batch_size", "1"]
     switch = f"pretrained={qwen},{VIDEO_ARGS},lr=5e-4,step_interval=4,objective=switch"
     runs = {
-        "qwen": Run(root, "qwen", lmms_eval + ["--model", "vreason_qwen2_5_vl", "--model_args", switch,
-                                                "--include_path", str(bad)] + common, env),
-        "qwen3": Run(root, "qwen3", lmms_eval + ["--model", "vreason_qwen3_vl", "--model_args",
-                                                  f"pretrained={qwen3},{VIDEO_ARGS},lr=2e-4,step_interval=2,objective=max",
-                                                  "--include_path", str(bad)] + common, env),
+        "qwen": Run(
+            root,
+            "qwen",
+            lmms_eval
+            + ["--model", "vreason_qwen2_5_vl", "--model_args", switch, "--include_path", str(bad)]
+            + common,
+            env,
+        ),
+        "qwen3": Run(
+            root,
+            "qwen3",
+            lmms_eval
+            + [
+                "--model",
+                "vreason_qwen3_vl",
+                "--model_args",
+                f"pretrained={qwen3},{VIDEO_ARGS},lr=2e-4,step_interval=2,objective=max",
+                "--include_path",
+                str(bad),
+            ]
+            + common,
+            env,
+        ),
         # The generic model on a non-Qwen family: the adapter comes from the checkpoint's model_type.
-        "hf": Run(root, "hf", lmms_eval + ["--model", "vreason_hf", "--model_args",
-                                            f"pretrained={llava},lr=1e-3,step_interval=3,ema_beta=0.8",
-                                            "--include_path", str(bad)] + common, env),
-        "qwen_dp": Run(root, "qwen_dp", [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-                                          "--main_process_port", str(_free_port()), "-m", "lmms_eval",
-                                          "--model", "vreason_qwen2_5_vl", "--model_args", switch,
-                                          "--include_path", str(bad)] + common,
-                       {**env, "ACCELERATE_USE_CPU": "1"}),  # gloo on CPU
-        # objective=none against the upstream model, both through the CLI (upstream needs the CPU spelled out).
-        "qwen3_upstream": Run(root, "qwen3_upstream", lmms_eval + [
-            "--model", "qwen3_vl", "--model_args", f"pretrained={qwen3},{VIDEO_ARGS},device=cpu,device_map=cpu",
-            "--include_path", str(good)] + common, env),
-        "qwen3_none": Run(root, "qwen3_none", lmms_eval + [
-            "--model", "vreason_qwen3_vl", "--model_args", f"pretrained={qwen3},{VIDEO_ARGS},objective=none",
-            "--include_path", str(good)] + common, env),
-        "llava": Run(root, "llava", lmms_eval + ["--model", "vreason_llava_video", "--model_args",
-                                                  f"pretrained={llava},max_frames_num=8,step_interval=2,lite=true",
-                                                  "--include_path", str(good)] + common, env),
+        "hf": Run(
+            root,
+            "hf",
+            lmms_eval
+            + [
+                "--model",
+                "vreason_hf",
+                "--model_args",
+                f"pretrained={llava},lr=1e-3,step_interval=3,ema_beta=0.8",
+                "--include_path",
+                str(bad),
+            ]
+            + common,
+            env,
+        ),
+        "qwen_dp": Run(
+            root,
+            "qwen_dp",
+            [
+                str(BIN / "accelerate"),
+                "launch",
+                "--multi_gpu",
+                "--num_processes",
+                "2",
+                "--main_process_port",
+                str(_free_port()),
+                "-m",
+                "lmms_eval",
+                "--model",
+                "vreason_qwen2_5_vl",
+                "--model_args",
+                switch,
+                "--include_path",
+                str(bad),
+            ]
+            + common,
+            {**env, "ACCELERATE_USE_CPU": "1"},
+        ),  # gloo on CPU
+        # objective=none against the upstream model, both through the CLI (upstream needs the CPU spelled
+        # out).
+        "qwen3_upstream": Run(
+            root,
+            "qwen3_upstream",
+            lmms_eval
+            + [
+                "--model",
+                "qwen3_vl",
+                "--model_args",
+                f"pretrained={qwen3},{VIDEO_ARGS},device=cpu,device_map=cpu",
+                "--include_path",
+                str(good),
+            ]
+            + common,
+            env,
+        ),
+        "qwen3_none": Run(
+            root,
+            "qwen3_none",
+            lmms_eval
+            + [
+                "--model",
+                "vreason_qwen3_vl",
+                "--model_args",
+                f"pretrained={qwen3},{VIDEO_ARGS},objective=none",
+                "--include_path",
+                str(good),
+            ]
+            + common,
+            env,
+        ),
+        "llava": Run(
+            root,
+            "llava",
+            lmms_eval
+            + [
+                "--model",
+                "vreason_llava_video",
+                "--model_args",
+                f"pretrained={llava},max_frames_num=8,step_interval=2,lite=true",
+                "--include_path",
+                str(good),
+            ]
+            + common,
+            env,
+        ),
     }
     return {name: run.wait() for name, run in runs.items()}
 
 
 def _check_trace(record: dict, tokens: int, span: int, step_interval: int) -> None:
     trace = record["trace"]
-    assert not record["failed"] and record["output_tokens"] == tokens == len(trace["entropy"]) == len(trace["ema"])
+    assert not record["failed"] and record["output_tokens"] == tokens == len(trace["entropy"]) == len(
+        trace["ema"]
+    )
     assert set(trace["alpha"]) <= {1, -1} and len(trace["span"]) == span
     assert trace["update_steps"] == list(range(step_interval - 1, tokens, step_interval))
     assert all(n > 0 for n in trace["delta_norm"]) and record["num_updates"] == len(trace["update_steps"])
@@ -274,11 +439,23 @@ def _check_trace(record: dict, tokens: int, span: int, step_interval: int) -> No
 # Per CLI run on the bad task: adapter, video span, and the V-Reason settings given in --model_args.
 BAD_TASK_RUNS = {
     # 8 frames of 56x56 (patch 14, 2x2 merge, 2 frames per temporal patch): 16 video tokens.
-    "qwen": {"adapter": "qwen2_5_vl", "span": 16, "config": {"lr": 5e-4, "step_interval": 4, "objective": "switch"}},
+    "qwen": {
+        "adapter": "qwen2_5_vl",
+        "span": 16,
+        "config": {"lr": 5e-4, "step_interval": 4, "objective": "switch"},
+    },
     # 8 frames of 64x64 (patch 16): 16 video tokens, in 4 runs between timestamps.
-    "qwen3": {"adapter": "qwen3_vl", "span": 16, "config": {"lr": 2e-4, "step_interval": 2, "objective": "max"}},
+    "qwen3": {
+        "adapter": "qwen3_vl",
+        "span": 16,
+        "config": {"lr": 2e-4, "step_interval": 2, "objective": "max"},
+    },
     # 8 pooled frames + the newline token.
-    "hf": {"adapter": "llava_onevision", "span": 9, "config": {"lr": 1e-3, "step_interval": 3, "ema_beta": 0.8}},
+    "hf": {
+        "adapter": "llava_onevision",
+        "span": 9,
+        "config": {"lr": 1e-3, "step_interval": 3, "ema_beta": 0.8},
+    },
 }
 
 
@@ -300,8 +477,13 @@ def test_cli_end_to_end(cli, name):
     summary = run.summary()
     updates = len(range(step_interval - 1, NEW_TOKENS, step_interval))
     assert summary["completed"] == 3 and summary["mean_output_tokens"] == NEW_TOKENS
-    assert summary["updates"] == 3 * updates and summary["mean_peak_step"] is not None and summary["mean_time_s"] > 0
-    # The task saw the upstream name (qwen2_5_vl, qwen3_vl, huggingface): its think/answer prompt, not the default.
+    assert (
+        summary["updates"] == 3 * updates
+        and summary["mean_peak_step"] is not None
+        and summary["mean_time_s"] > 0
+    )
+    # The task saw the upstream name (qwen2_5_vl, qwen3_vl, huggingface): its think/answer prompt, not the
+    # default.
     assert all("<answer>" in s["input"] for s in run.samples().values())
 
 
@@ -321,8 +503,10 @@ def test_bad_videos_fail_alone(cli, name):
 
 @pytest.mark.slow
 def test_cli_objective_none_equals_upstream(cli):
-    """``lmms-eval --model vreason_qwen3_vl --model_args ...,objective=none`` and ``--model qwen3_vl`` on the same
-    tiny checkpoint: the same prompt (the task saw the upstream name), the same answer and score per document."""
+    """``lmms-eval --model vreason_qwen3_vl --model_args ...,objective=none`` and ``--model qwen3_vl`` on the
+    same
+    tiny checkpoint: the same prompt (the task saw the upstream name), the same answer and score per
+    document."""
     ours, upstream = cli["qwen3_none"], cli["qwen3_upstream"]
     assert ours.results()["results"] == upstream.results()["results"], (ours.tail(), upstream.tail())
     samples, baseline = ours.samples(), upstream.samples()
@@ -352,7 +536,9 @@ def test_cli_llava_end_to_end(cli):
 def test_data_parallel_matches_single_process(cli):
     single, dp = cli["qwen"], cli["qwen_dp"]
     assert dp.results()["results"] == single.results()["results"], dp.tail()
-    assert {k: s["filtered_resps"] for k, s in dp.samples().items()} == {k: s["filtered_resps"] for k, s in single.samples().items()}
+    assert {k: s["filtered_resps"] for k, s in dp.samples().items()} == {
+        k: s["filtered_resps"] for k, s in single.samples().items()
+    }
     dp_traces, single_traces = dp.traces(), single.traces()
     lines = dp.one("*_vreason_traces_vreason_synth.jsonl").read_text().splitlines()
     assert len(lines) == 5  # rank 1's padding copy is not a document of its own
@@ -372,7 +558,8 @@ THINK = "\\nThink inside <think> </think> then answer inside <answer> </answer>.
 
 def _upstream_huggingface(pretrained: str, **kwargs):
     """lmms-eval's own ``huggingface`` model, with the two loading fixes ``vreason_hf`` makes and nothing else
-    (on transformers 5 upstream loads a head-less ``AutoModel`` and its processor call fails; see models.py)."""
+    (on transformers 5 upstream loads a head-less ``AutoModel`` and its processor call fails; see
+    models.py)."""
     import torch
     from conftest import upstream_call_deprecations
     from lmms_eval.models.chat.huggingface import Huggingface
@@ -382,28 +569,54 @@ def _upstream_huggingface(pretrained: str, **kwargs):
     with upstream_call_deprecations():  # lmms-eval's Huggingface passes torch_dtype= (its call, not ours)
         lm = Huggingface(pretrained=pretrained, device="cpu", device_map="cpu", **kwargs)
     assert not hasattr(lm.model, "lm_head")  # the upstream bug the fix is for
-    lm._model = AutoModelForImageTextToText.from_pretrained(pretrained, dtype=torch.bfloat16, device_map="cpu").eval()
+    lm._model = AutoModelForImageTextToText.from_pretrained(
+        pretrained, dtype=torch.bfloat16, device_map="cpu"
+    ).eval()
     lm.processor = _MediaKeywords(lm.processor)
     return lm
 
 
 # name: (family of the tiny checkpoint, request kind, upstream class or factory, our class, extra model args)
 EQUALITY_CASES = {
-    "qwen2_5_vl": ("qwen2_5_vl", "chat", "lmms_eval.models.chat.qwen2_5_vl:Qwen2_5_VL", "VReasonQwen2_5_VL", QWEN_VIDEO),
+    "qwen2_5_vl": (
+        "qwen2_5_vl",
+        "chat",
+        "lmms_eval.models.chat.qwen2_5_vl:Qwen2_5_VL",
+        "VReasonQwen2_5_VL",
+        QWEN_VIDEO,
+    ),
     # --force_simple, the path the paper's commands use, with upstream's reasoning_prompt.
-    "qwen2_5_vl_simple": ("qwen2_5_vl", "simple", "lmms_eval.models.simple.qwen2_5_vl:Qwen2_5_VL", "VReasonQwen2_5_VLSimple",
-                          {**QWEN_VIDEO, "reasoning_prompt": THINK}),
-    # (The chat vreason_qwen3_vl is compared with upstream through the CLI: test_cli_objective_none_equals_upstream.)
-    "qwen3_vl_simple": ("qwen3_vl", "simple", "lmms_eval.models.simple.qwen3_vl:Qwen3_VL", "VReasonQwen3_VLSimple",
-                        {**QWEN_VIDEO, "reasoning_prompt": THINK}),
-    "hf_llava_onevision": ("llava_onevision", "chat", _upstream_huggingface, "VReasonHF", {"reasoning_prompt": THINK}),
+    "qwen2_5_vl_simple": (
+        "qwen2_5_vl",
+        "simple",
+        "lmms_eval.models.simple.qwen2_5_vl:Qwen2_5_VL",
+        "VReasonQwen2_5_VLSimple",
+        {**QWEN_VIDEO, "reasoning_prompt": THINK},
+    ),
+    # (The chat vreason_qwen3_vl is compared with upstream through the CLI:
+    # test_cli_objective_none_equals_upstream.)
+    "qwen3_vl_simple": (
+        "qwen3_vl",
+        "simple",
+        "lmms_eval.models.simple.qwen3_vl:Qwen3_VL",
+        "VReasonQwen3_VLSimple",
+        {**QWEN_VIDEO, "reasoning_prompt": THINK},
+    ),
+    "hf_llava_onevision": (
+        "llava_onevision",
+        "chat",
+        _upstream_huggingface,
+        "VReasonHF",
+        {"reasoning_prompt": THINK},
+    ),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", EQUALITY_CASES)
 def test_objective_none_answers_equal_upstream(tmp_path, case):
-    """In one process: lmms-eval's own model and ours with ``objective=none`` answer the same requests (built by
+    """In one process: lmms-eval's own model and ours with ``objective=none`` answer the same requests (built
+    by
     lmms-eval's task code) on the same tiny checkpoint with the same answers. (In process because upstream
     ``huggingface`` cannot run through the CLI on transformers 5, and to keep the CLI runs few.)"""
     import importlib
@@ -424,8 +637,9 @@ def test_objective_none_answers_equal_upstream(tmp_path, case):
         request.arguments[2 if kind == "chat" else 1]["max_new_tokens"] = NEW_TOKENS
     extra = {} if upstream_cls is _upstream_huggingface else {"device": "cpu", "device_map": "cpu"}
     upstream = upstream_cls(pretrained=ckpt, **extra, **args)
-    ours = getattr(models, ours_name)(pretrained=ckpt, objective="none", prompt_model="own",
-                                      trace_dir=str(tmp_path / "traces"), **args)
+    ours = getattr(models, ours_name)(
+        pretrained=ckpt, objective="none", prompt_model="own", trace_dir=str(tmp_path / "traces"), **args
+    )
     assert ours.model.dtype == upstream.model.dtype == torch.bfloat16  # upstream's precision, by default
     answers = {}
     for name, lm in (("upstream", upstream), ("ours", ours)):
@@ -442,7 +656,9 @@ def test_objective_none_answers_equal_upstream(tmp_path, case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family, cls", [("qwen2_5_vl", "VReasonQwen2_5_VL"), ("qwen3_vl", "VReasonQwen3_VL")])
+@pytest.mark.parametrize(
+    "family, cls", [("qwen2_5_vl", "VReasonQwen2_5_VL"), ("qwen3_vl", "VReasonQwen3_VL")]
+)
 def test_batched_documents_get_their_own_traces(tmp_path, family, cls):
     """``--batch_size 2`` with the chat class: one upstream call per batch, each row's trace filed under its
     document. The batch is left-padded, so the shorter prompt's video span starts later by the length gap:
@@ -456,8 +672,15 @@ def test_batched_documents_get_their_own_traces(tmp_path, family, cls):
     task, requests = build_requests(make_task(tmp_path / "task", n=3))
     for request in requests:
         request.arguments[2]["max_new_tokens"] = 4
-    lm = getattr(models, cls)(pretrained=ckpt, batch_size=2, prompt_model="own", trace_dir=str(tmp_path / "traces"),
-                           max_pixels=12544, min_pixels=3136, max_num_frames=8)
+    lm = getattr(models, cls)(
+        pretrained=ckpt,
+        batch_size=2,
+        prompt_model="own",
+        trace_dir=str(tmp_path / "traces"),
+        max_pixels=12544,
+        min_pixels=3136,
+        max_num_frames=8,
+    )
     lm.task_dict["vreason_synth"] = task.dataset
     answers = lm.generate_until(requests)
     assert len(answers) == 3 and lm.vreason.traces == []  # popped into the records

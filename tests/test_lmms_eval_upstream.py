@@ -1,4 +1,5 @@
-"""The seam to lmms-eval (vreason_lmms_eval.upstream): the internals the integration reads still exist where it
+"""The seam to lmms-eval (vreason_lmms_eval.upstream): the internals the integration reads still exist where
+it
 reads them, and the filelock stand-in makes lmms-eval's own deadlock patch work on filelock 4.3."""
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ import pytest
 
 pytest.importorskip("lmms_eval")
 
-from vreason_lmms_eval import upstream  # noqa: E402
+from vreason_lmms_eval import upstream
 
 
 def test_simple_evaluate_still_builds_the_locals_we_read():
     from lmms_eval import evaluator
 
-    names = evaluator.simple_evaluate.__wrapped__.__code__.co_varnames if hasattr(
-        evaluator.simple_evaluate, "__wrapped__") else evaluator.simple_evaluate.__code__.co_varnames
+    names = (
+        evaluator.simple_evaluate.__wrapped__.__code__.co_varnames
+        if hasattr(evaluator.simple_evaluate, "__wrapped__")
+        else evaluator.simple_evaluate.__code__.co_varnames
+    )
     assert upstream.TASK_MANAGER_LOCAL in names and upstream.RUN_STAMP_LOCAL in names
 
 
@@ -31,7 +35,7 @@ def test_pending_task_manager_and_run_stamp_are_found_up_the_stack():
     from lmms_eval.tasks import TaskManager
 
     def simple_evaluate():
-        task_manager = TaskManager.__new__(TaskManager)  # noqa: F841 - read through the frame
+        task_manager = TaskManager.__new__(TaskManager)
         task_manager.model_name = "vreason_qwen2_5_vl"
         datetime_str = "20261130_000000"  # noqa: F841
         return model_init()
@@ -51,7 +55,11 @@ def test_filelock_api_is_importable_and_lmms_eval_patch_runs():
 
     assert vreason_lmms_eval.FILELOCK_API in ("native", "shim")
     api = importlib.import_module("filelock._api")
-    assert callable(api.FileLockMeta.__call__) and api.BaseFileLock is not None and hasattr(api, "_UNSET_FILE_MODE")
+    assert (
+        callable(api.FileLockMeta.__call__)
+        and api.BaseFileLock is not None
+        and hasattr(api, "_UNSET_FILE_MODE")
+    )
     from lmms_eval.evaluator import _enable_reentrant_filelocks
 
     _enable_reentrant_filelocks()  # the call every lmms-eval run makes; it imports filelock._api

@@ -56,7 +56,9 @@ def test_model_is_left_exactly_as_it_was(family, raise_inside):
     _, build, make_inputs = family
     model = build()
     inputs = make_inputs(model, batch=2, pad=[0, 2])
-    model.generate(**inputs, max_new_tokens=2)  # transformers adds its own output-recording hooks on first use
+    model.generate(
+        **inputs, max_new_tokens=2
+    )  # transformers adds its own output-recording hooks on first use
     before, hooks_before = _state(model), _hook_count(model)
     flags_before = [p.requires_grad for p in model.parameters()]
 
@@ -165,7 +167,10 @@ def test_ragged_batch_rows_are_controlled_at_their_own_span(family):
     name, build, make_inputs = family
     model = build()
     inputs = make_inputs(model, batch=2, pad=[0, 3])
-    assert inputs["attention_mask"].sum(1).tolist() == [inputs["input_ids"].shape[1], inputs["input_ids"].shape[1] - 3]
+    assert inputs["attention_mask"].sum(1).tolist() == [
+        inputs["input_ids"].shape[1],
+        inputs["input_ids"].shape[1] - 3,
+    ]
     spans = adapters.get(name).span_positions(model.config, inputs["input_ids"], inputs["attention_mask"])
     assert spans[0].tolist() != spans[1].tolist()
     with vreason.attach(model, vreason.VReasonConfig(lr=0.05, step_interval=2)) as session:

@@ -19,8 +19,9 @@ def make_trace(n: int, seed: int = 0, objective: str = "switch", updates: int = 
         p = max(p, e)
         ema.append(e), peak.append(p), alpha.append(1 if e >= p else -1)
     steps = list(range(updates - 1, n, updates)) if objective != "none" else []
-    return Trace(entropy=entropy, ema=ema, peak=peak, alpha=alpha, update_steps=steps,
-                 config={"objective": objective})
+    return Trace(
+        entropy=entropy, ema=ema, peak=peak, alpha=alpha, update_steps=steps, config={"objective": objective}
+    )
 
 
 def test_explore_spans_are_the_runs_of_plus_one():

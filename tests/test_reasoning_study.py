@@ -11,9 +11,9 @@ from scipy import stats as scipy_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import reasoning  # noqa: E402
-from reasoning_study import prompting, report, runner, stats, study, tasks, variants  # noqa: E402
-from reasoning_study.models import load_model  # noqa: E402
+import reasoning
+from reasoning_study import prompting, report, runner, stats, study, tasks, variants
+from reasoning_study.models import load_model
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,12 @@ def test_wilson_interval_matches_the_closed_form():
     z, p, n = scipy_stats.norm.ppf(0.975), 7 / 20, 20
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
-    assert acc.low == pytest.approx(centre - half, abs=1e-6) and acc.high == pytest.approx(centre + half, abs=1e-6)
-    assert stats.accuracy_ci(0, 10).low == pytest.approx(0.0, abs=1e-12) and stats.accuracy_ci(0, 10).high > 0.2
+    assert acc.low == pytest.approx(centre - half, abs=1e-6) and acc.high == pytest.approx(
+        centre + half, abs=1e-6
+    )
+    assert (
+        stats.accuracy_ci(0, 10).low == pytest.approx(0.0, abs=1e-12) and stats.accuracy_ci(0, 10).high > 0.2
+    )
 
 
 def test_mcnemar_exact_counts_discordant_pairs():
@@ -134,9 +138,13 @@ def _summary(acc, changed, n=10):
 
 
 def test_choose_lr_uses_accuracy_then_changed_outputs_then_nearness_to_the_paper():
-    sweep = {"baseline": _summary(0.3, None), "switch_k4_lr0.0003": _summary(0.3, 0.0),
-             "switch_k4_lr0.03": _summary(0.3, 0.4), "switch_k4_lr0.1": _summary(0.2, 0.9),
-             "switch_k1_lr0.03": _summary(0.9, 0.9)}
+    sweep = {
+        "baseline": _summary(0.3, None),
+        "switch_k4_lr0.0003": _summary(0.3, 0.0),
+        "switch_k4_lr0.03": _summary(0.3, 0.4),
+        "switch_k4_lr0.1": _summary(0.2, 0.9),
+        "switch_k1_lr0.03": _summary(0.9, 0.9),
+    }
     assert study.choose_lr(sweep) == 0.03  # ties on accuracy, changes more; k=1 points never chosen
     sweep["switch_k4_lr0.1"] = _summary(0.4, 0.9)
     assert study.choose_lr(sweep) == 0.1
@@ -148,13 +156,31 @@ def test_choose_lr_uses_accuracy_then_changed_outputs_then_nearness_to_the_paper
 
 def test_summarise_pairs_on_uids_and_keeps_errors_out():
     def rec(uid, variant, correct, reply="x", error=None):
-        r = {"uid": uid, "variant": variant, "correct": correct, "reply": reply, "num_tokens": 10,
-             "hit_budget": False, "seconds": 1.0, "ema_peak_step": 3, "ema_peak": 0.5, "final_entropy": 0.1,
-             "entropy": [1.0, 0.5], "updates": 2, "delta_norm": 0.1, "extraction": "equals"}
+        r = {
+            "uid": uid,
+            "variant": variant,
+            "correct": correct,
+            "reply": reply,
+            "num_tokens": 10,
+            "hit_budget": False,
+            "seconds": 1.0,
+            "ema_peak_step": 3,
+            "ema_peak": 0.5,
+            "final_entropy": 0.1,
+            "entropy": [1.0, 0.5],
+            "updates": 2,
+            "delta_norm": 0.1,
+            "extraction": "equals",
+        }
         return r | {"error": error} if error else r
 
     base = [rec(i, "baseline", i < 2) for i in range(4)]
-    other = [rec(0, "v", False, "y"), rec(1, "v", True), rec(2, "v", True, "z"), rec(3, "v", False, error="boom")]
+    other = [
+        rec(0, "v", False, "y"),
+        rec(1, "v", True),
+        rec(2, "v", True, "z"),
+        rec(3, "v", False, error="boom"),
+    ]
     s = stats.summarise(other, base)
     assert s["n"] == 3 and s["errors"] == 1 and s["error_message"] == "boom"
     assert s["accuracy"]["correct"] == 2 and (s["paired"]["gained"], s["paired"]["lost"]) == (1, 1)
@@ -164,9 +190,16 @@ def test_summarise_pairs_on_uids_and_keeps_errors_out():
 
 
 def test_identical_replies_table_counts_byte_identical_replies():
-    recs = [{"phase": "test", "variant": v, "uid": u, "reply": reply}
-            for v, u, reply in [("switch_ema_first", 0, "a"), ("min_only", 0, "a"), ("switch_ema_first", 1, "b"),
-                                ("min_only", 1, "c"), ("switch_k4", 0, "a")]]
+    recs = [
+        {"phase": "test", "variant": v, "uid": u, "reply": reply}
+        for v, u, reply in [
+            ("switch_ema_first", 0, "a"),
+            ("min_only", 0, "a"),
+            ("switch_ema_first", 1, "b"),
+            ("min_only", 1, "c"),
+            ("switch_k4", 0, "a"),
+        ]
+    ]
     table = report.identical_replies(recs)
     assert "| switch_ema_first | min_only | 1 / 2 |" in table and "| switch_k4 | min_only | 1 / 1 |" in table
     assert "max_only" not in table
@@ -177,7 +210,7 @@ def test_baseline_variant_is_plain_generate_and_switch_moves_outputs(tiny, add_s
     model, tokenizer = tiny
     problems = add_sub.problems[:2]
     inputs = runner.encode(tokenizer, problems)
-    plain = model.generate(**inputs, max_new_tokens=5, do_sample=False)[:, inputs["input_ids"].shape[1]:]
+    plain = model.generate(**inputs, max_new_tokens=5, do_sample=False)[:, inputs["input_ids"].shape[1] :]
     ids, traces, _ = runner.generate_batch(model, tokenizer, problems, variants.baseline(), 5)
     assert ids == plain.tolist() and [t.num_tokens for t in traces] == [5, 5]
 
@@ -196,27 +229,58 @@ def test_a_failing_variant_is_recorded_not_raised(tiny, add_sub, monkeypatch):
         raise NotImplementedError("lite pruning missing")
 
     monkeypatch.setattr(runner, "generate_batch", broken)
-    records = runner.run_batch(model, tokenizer, add_sub, add_sub.problems[:2], variants.baseline(), 4, "test")
+    records = runner.run_batch(
+        model, tokenizer, add_sub, add_sub.problems[:2], variants.baseline(), 4, "test"
+    )
     assert [r["error"] for r in records] == ["NotImplementedError: lite pruning missing"] * 2
 
 
 # ------------------------------------------------------------------ the whole driver, resumable
 def test_driver_writes_records_summary_and_docs_and_resumes(tmp_path, tiny):
     out, docs = tmp_path / "r.jsonl", tmp_path / "docs" / "page.md"
-    argv = ["--model", "tiny", "--tasks", "add_sub_2x2", "--n", "3", "--dev-n", "1", "--batch-size", "2",
-            "--max-new-tokens", "3", "--lrs", "1e-3", "0.3", "--k1-lrs", "--out", str(out), "--docs", str(docs)]
+    argv = [
+        "--model",
+        "tiny",
+        "--tasks",
+        "add_sub_2x2",
+        "--n",
+        "3",
+        "--dev-n",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--lrs",
+        "1e-3",
+        "0.3",
+        "--k1-lrs",
+        "--out",
+        str(out),
+        "--docs",
+        str(docs),
+    ]
     summary = reasoning.main(argv)
     records = study.read_records(out)
     sweep = [r for r in records if r["phase"] == "sweep"]
     test = [r for r in records if r["phase"] == "test"]
-    assert len(sweep) == 3 and {r["variant"] for r in sweep} == {"baseline", "switch_k4_lr0.001", "switch_k4_lr0.3"}
+    assert len(sweep) == 3 and {r["variant"] for r in sweep} == {
+        "baseline",
+        "switch_k4_lr0.001",
+        "switch_k4_lr0.3",
+    }
     chosen = summary["chosen_lr"]
     assert chosen in (1e-3, 0.3)
     assert len(test) == 2 * len(variants.study_variants(chosen))
-    assert all(r["config"]["lr"] == chosen for r in test if r["variant"] not in ("baseline", "switch_k4_paper_lr"))
+    assert all(
+        r["config"]["lr"] == chosen for r in test if r["variant"] not in ("baseline", "switch_k4_paper_lr")
+    )
     assert {r["uid"] for r in test}.isdisjoint({r["uid"] for r in sweep})  # never tuned on the test part
     on_disk = json.loads(out.with_suffix(".json").read_text())
-    assert on_disk["test"]["switch_k4"]["add_sub_2x2"]["n"] == 2 and on_disk["meta"]["runs"][0]["model"] == "tiny"
+    assert (
+        on_disk["test"]["switch_k4"]["add_sub_2x2"]["n"] == 2
+        and on_disk["meta"]["runs"][0]["model"] == "tiny"
+    )
 
     page = docs.read_text()
     assert report.BEGIN in page and "| switch_k4 | 2 |" in page and "McNemar p" in page
@@ -236,14 +300,16 @@ def test_driver_writes_records_summary_and_docs_and_resumes(tmp_path, tiny):
 def test_lmms_eval_model_args_round_trip_through_the_integration(tmp_path):
     pytest.importorskip("lmms_eval")
     from lmms_eval.utils import simple_parse_args_string
+    from reasoning_study import lmms_eval
     from vreason_lmms_eval.model_args import split_model_args
 
-    from reasoning_study import lmms_eval
-
     for variant in variants.study_variants(lr=1e-2):
-        text = lmms_eval.model_args(variant.config, "Qwen/Qwen2.5-VL-7B-Instruct", tmp_path, "max_num_frames=16")
+        text = lmms_eval.model_args(
+            variant.config, "Qwen/Qwen2.5-VL-7B-Instruct", tmp_path, "max_num_frames=16"
+        )
         config, options, upstream = split_model_args(
-            "vreason_qwen2_5_vl", simple_parse_args_string(text), {"pretrained", "max_num_frames"})
+            "vreason_qwen2_5_vl", simple_parse_args_string(text), {"pretrained", "max_num_frames"}
+        )
         assert config == variant.config and options.trace_dir == str(tmp_path)
         assert upstream == {"pretrained": "Qwen/Qwen2.5-VL-7B-Instruct", "max_num_frames": 16}
 
@@ -254,12 +320,29 @@ def test_lmms_eval_results_become_study_records(tmp_path):
     variant = variants.study_variants(lr=1e-2)[1]
     run = tmp_path / "switch_k4"
     (run / "model").mkdir(parents=True)
-    samples = [{"doc_id": d, "target": "A", "filtered_resps": "B" if d == 2 else "A", "acc": float(d != 2)}
-               for d in range(4)]
+    samples = [
+        {"doc_id": d, "target": "A", "filtered_resps": "B" if d == 2 else "A", "acc": float(d != 2)}
+        for d in range(4)
+    ]
     (run / "model" / "20261122_samples_mmvu_val.jsonl").write_text("\n".join(json.dumps(s) for s in samples))
-    trace = {"entropy": [2.0, 1.0, 0.5], "ema": [0.04, 0.059, 0.0678], "update_steps": [3], "delta_norm": [0.2]}
-    traces = [{"task": "mmvu_val", "doc_id": d, "failed": d == 3, "error": "OOM" if d == 3 else None,
-               "output_tokens": 3, "time_s": 1.5, "trace": None if d == 3 else trace} for d in range(4)]
+    trace = {
+        "entropy": [2.0, 1.0, 0.5],
+        "ema": [0.04, 0.059, 0.0678],
+        "update_steps": [3],
+        "delta_norm": [0.2],
+    }
+    traces = [
+        {
+            "task": "mmvu_val",
+            "doc_id": d,
+            "failed": d == 3,
+            "error": "OOM" if d == 3 else None,
+            "output_tokens": 3,
+            "time_s": 1.5,
+            "trace": None if d == 3 else trace,
+        }
+        for d in range(4)
+    ]
     (run / "20261122_vreason_traces_mmvu_val.jsonl").write_text("\n".join(json.dumps(t) for t in traces))
     records = lmms_eval.load_records(run, "mmvu_val", "acc", variant, "test", keep=lambda d: d >= 1)
     assert [r["uid"] for r in records] == ["mmvu_val/1", "mmvu_val/2", "mmvu_val/3"]

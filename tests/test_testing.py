@@ -38,7 +38,10 @@ def test_default_batch_is_unpadded_and_a_short_pad_list_pads_the_first_rows(name
     full = make_inputs(model, batch=2)
     assert full["attention_mask"].eq(1).all()
     short = make_inputs(model, batch=2, pad=[3])
-    assert short["attention_mask"].sum(1).tolist() == [short["input_ids"].shape[1] - 3, short["input_ids"].shape[1]]
+    assert short["attention_mask"].sum(1).tolist() == [
+        short["input_ids"].shape[1] - 3,
+        short["input_ids"].shape[1],
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

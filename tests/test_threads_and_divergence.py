@@ -69,7 +69,9 @@ def test_concurrent_generates_on_one_session_equal_their_solo_runs():
             t.join(timeout=120)
         traces = session.pop_traces()
     assert all(torch.equal(a, b) for a, b in zip(results, solo))
-    assert len(traces) == len(prompts) and all(t.num_tokens == 10 and len(t.update_steps) == 5 for t in traces)
+    assert len(traces) == len(prompts) and all(
+        t.num_tokens == 10 and len(t.update_steps) == 5 for t in traces
+    )
     assert sorted(map(tuple, (t.delta_norm for t in traces))) == sorted(map(tuple, solo_norms))
 
 
@@ -79,8 +81,11 @@ def test_forward_from_another_thread_during_generate_is_refused_and_harms_nothin
     with vreason.attach(model, ACTIVE) as session:
         alone = model.generate(**inputs, **GEN)
         errors = []
-        intruder = _AtStep(inputs["input_ids"].shape[1], 3,
-                           lambda: errors.append(_in_thread(lambda: model(**T.text_inputs(seed=5)))[1]))
+        intruder = _AtStep(
+            inputs["input_ids"].shape[1],
+            3,
+            lambda: errors.append(_in_thread(lambda: model(**T.text_inputs(seed=5)))[1]),
+        )
         out = model.generate(**inputs, **GEN, logits_processor=LogitsProcessorList([intruder]))
     assert isinstance(errors[0], ConcurrentUseError) and "another thread" in str(errors[0])
     assert torch.equal(out, alone)
@@ -130,7 +135,8 @@ def test_two_models_in_two_threads_stay_independent():
     assert all(torch.equal(a, b) for a, b in zip(outs, solo))
 
 
-# ---------------------------------------------------------------------------------------------- bypassed wrapper
+# ---------------------------------------------------------------------------------------------- bypassed
+# wrapper
 def test_generate_bound_before_attach_is_refused_and_leaves_the_users_cache_alone():
     model = T.tiny_llama()
     inputs = T.text_inputs()
@@ -138,7 +144,7 @@ def test_generate_bound_before_attach_is_refused_and_leaves_the_users_cache_alon
     cache, plain_cache = DynamicCache(config=model.config), DynamicCache(config=model.config)
     gen(**inputs, **GEN, **upstream.cache_kwargs(model, plain_cache))
     with vreason.attach(model, ACTIVE):
-        with pytest.raises(UnsupportedSettingError, match="bypassed the attached model.generate"):
+        with pytest.raises(UnsupportedSettingError, match=r"bypassed the attached model\.generate"):
             gen(**inputs, **GEN, num_beams=2)
         with pytest.raises(UnsupportedSettingError, match="bypassed"):
             gen(**inputs, **GEN, **upstream.cache_kwargs(model, cache))
@@ -203,7 +209,9 @@ def test_non_finite_entropy_stops_that_sequence_restores_its_values_and_warns_on
     assert vreason.load_traces(path)[1].diverged
     from vreason_hooks.apps.plotting import plot_traces
 
-    assert plot_traces(session.traces, tmp_path / "t.png").stat().st_size > 0  # the gap is drawn, not an error
+    assert (
+        plot_traces(session.traces, tmp_path / "t.png").stat().st_size > 0
+    )  # the gap is drawn, not an error
 
 
 def test_non_finite_update_is_not_written_to_the_cache(monkeypatch):

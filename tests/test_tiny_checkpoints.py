@@ -40,8 +40,13 @@ def test_qwen_checkpoint_loads_offline_with_real_ids(qwen_dir, clips, monkeypatc
     from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     tokenizer = AutoTokenizer.from_pretrained(qwen_dir)
-    assert tokenizer.convert_tokens_to_ids(["<|vision_start|>", "<|image_pad|>", "<|video_pad|>", "<|im_end|>"]) == [
-        VISION_START, IMAGE_PAD, VIDEO_PAD, IM_END,
+    assert tokenizer.convert_tokens_to_ids(
+        ["<|vision_start|>", "<|image_pad|>", "<|video_pad|>", "<|im_end|>"]
+    ) == [
+        VISION_START,
+        IMAGE_PAD,
+        VIDEO_PAD,
+        IM_END,
     ]
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(qwen_dir).eval()
     assert model.config.video_token_id == VIDEO_PAD and model.config.vision_start_token_id == VISION_START
@@ -50,12 +55,25 @@ def test_qwen_checkpoint_loads_offline_with_real_ids(qwen_dir, clips, monkeypatc
 
     folder, items = clips
     processor = AutoProcessor.from_pretrained(qwen_dir)
-    messages = [{"role": "user", "content": [
-        {"type": "video", "video": str(folder / items[0].video), "min_pixels": 3136, "max_pixels": 12544, "nframes": 8},
-        {"type": "text", "text": items[0].prompt()},
-    ]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "video",
+                    "video": str(folder / items[0].video),
+                    "min_pixels": 3136,
+                    "max_pixels": 12544,
+                    "nframes": 8,
+                },
+                {"type": "text", "text": items[0].prompt()},
+            ],
+        }
+    ]
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>")
+    assert text.startswith(
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>"
+    )
     _, videos, _ = process_vision_info(messages, return_video_kwargs=True, return_video_metadata=True)
     videos, metadata = zip(*videos)
     inputs = processor(text=[text], videos=list(videos), video_metadata=list(metadata), return_tensors="pt")
@@ -172,9 +190,13 @@ def test_answers_hold_by_construction(index):
         assert _nearest_colour(video[-1, mid, mid]) == answer != _nearest_colour(video[0, mid, mid])
     elif kind == "count":
         size = video.shape[1]
-        quadrants = [video[0, y:y + size // 2, x:x + size // 2].any() for y in (0, size // 2) for x in (0, size // 2)]
+        quadrants = [
+            video[0, y : y + size // 2, x : x + size // 2].any()
+            for y in (0, size // 2)
+            for x in (0, size // 2)
+        ]
         assert str(sum(quadrants)) == answer
     else:  # appear: the right half is empty at first and holds the answer's colour at the end
         size = video.shape[1]
-        assert not video[0, :, size // 2:].any() and video[-1, :, size // 2:].any()
+        assert not video[0, :, size // 2 :].any() and video[-1, :, size // 2 :].any()
         assert _nearest_colour(video[-1, size // 2, 3 * size // 4]) == answer.split()[0]

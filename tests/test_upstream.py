@@ -44,7 +44,8 @@ def test_supported_range_is_read_from_the_package_metadata():
 
 
 def test_deprecated_cache_keyword_is_an_error_in_this_test_suite():
-    """pyproject.toml turns transformers' FutureWarnings into errors: the next rename fails a release early."""
+    """pyproject.toml turns transformers' FutureWarnings into errors: the next rename fails a release
+    early."""
     if Version(transformers.__version__) < RENAMED_IN:
         pytest.skip("the old keyword is the current one before 5.24")
     model = T.tiny_llama()
@@ -52,7 +53,8 @@ def test_deprecated_cache_keyword_is_an_error_in_this_test_suite():
         model(**T.text_inputs(), **{"past_key_" + "values": None})
 
 
-# ---------------------------------------------------------------------------------------------- injected moves
+# ---------------------------------------------------------------------------------------------- injected
+# moves
 class _UnknownKeywordLayer(torch.nn.Module):
     """A stand-in decoder layer that takes its cache under a keyword no transformers release used."""
 
@@ -67,9 +69,13 @@ class _UnknownKeywordLayer(torch.nn.Module):
 def test_decoder_layer_with_an_unknown_cache_keyword_is_refused_at_attach():
     model = T.tiny_llama()
     model.model.layers[-1] = _UnknownKeywordLayer(model.model.layers[-1])
-    with pytest.raises(UpstreamError, match=r"_UnknownKeywordLayer\.forward .*none of the keywords.*vreason doctor"):
+    with pytest.raises(
+        UpstreamError, match=r"_UnknownKeywordLayer\.forward .*none of the keywords.*vreason doctor"
+    ):
         vreason.attach(model)
-    assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules()), "a refused attach left hooks"
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules()), (
+        "a refused attach left hooks"
+    )
 
 
 class _SmuggledCacheLlama(LlamaForCausalLM):
@@ -107,7 +113,7 @@ def test_decode_step_without_the_prefill_cache_raises():
     plain = model.generate(**inputs, **GEN)  # the model itself works
     assert plain.shape[1] == inputs["input_ids"].shape[1] + 8
     with vreason.attach(model, ACTIVE):
-        with pytest.raises(UpstreamError, match="without the KV cache the prefill created.*supported range"):
+        with pytest.raises(UpstreamError, match=r"without the KV cache the prefill created.*supported range"):
             model.generate(**inputs, **GEN)
 
 
@@ -116,7 +122,9 @@ def test_generate_that_ends_without_updates_raises(monkeypatch):
     monkeypatch.setattr(upstream, "output_cache", lambda output: None)
     model = _smuggling_model(at_decode=False)
     with vreason.attach(model, ACTIVE):
-        with pytest.raises(UncontrolledGenerationError, match=r"no update.*transformers .* installed.*vreason doctor"):
+        with pytest.raises(
+            UncontrolledGenerationError, match=r"no update.*transformers .* installed.*vreason doctor"
+        ):
             model.generate(**T.text_inputs(), **GEN)
 
 
@@ -135,7 +143,8 @@ def test_too_few_tokens_for_an_update_do_not_raise():
     assert session.traces[0].num_tokens == 7 and not session.traces[0].update_steps
 
 
-# ---------------------------------------------------------------------------------------------- unknown models
+# ---------------------------------------------------------------------------------------------- unknown
+# models
 @pytest.mark.parametrize("thing", [torch.nn.Linear(2, 2), object()], ids=["plain-module", "not-a-module"])
 def test_object_without_config_gets_the_unknown_model_error(thing):
     with pytest.raises(NoAdapterError, match=r"no \.config.*Available: .*qwen2_5_vl.*spec file"):

@@ -30,11 +30,16 @@ def test_fit_size_keeps_the_budget_and_multiples_of_28(height, width):
     assert abs(h / w - height / width) / (height / width) < 0.5  # aspect ratio roughly kept
 
 
-@pytest.mark.parametrize("height, width", [(1080, 1920), (720, 1280), (480, 640), (64, 64), (30, 500), (2000, 100)])
+@pytest.mark.parametrize(
+    "height, width", [(1080, 1920), (720, 1280), (480, 640), (64, 64), (30, 500), (2000, 100)]
+)
 def test_fit_size_is_qwen_vl_utils_smart_resize(height, width):
-    """Same sizes as the reference preprocessing of Qwen2.5-VL (so its processor keeps our frames as they are)."""
+    """Same sizes as the reference preprocessing of Qwen2.5-VL (so its processor keeps our frames as they
+    are)."""
     vision_process = pytest.importorskip("qwen_vl_utils.vision_process")
-    expected = vision_process.smart_resize(height, width, factor=28, min_pixels=4 * 28 * 28, max_pixels=256 * 28 * 28)
+    expected = vision_process.smart_resize(
+        height, width, factor=28, min_pixels=4 * 28 * 28, max_pixels=256 * 28 * 28
+    )
     assert fit_size(height, width) == tuple(expected)
 
 

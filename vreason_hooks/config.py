@@ -55,7 +55,8 @@ class VReasonConfig(BaseModel):
 
     Unknown fields are rejected and every value is checked, so a typo fails at construction with a message
     that names the field. Build one from keyword arguments, ``VReasonConfig.model_validate(dict)``, or
-    :meth:`from_file` (TOML / JSON / YAML), or :func:`coerce_config` (``None``, a config or a mapping). Numeric
+    :meth:`from_file` (TOML / JSON / YAML), or :func:`coerce_config` (``None``, a config or a mapping).
+    Numeric
     fields must be finite and inside :data:`RANGES` (the message gives the range), and
     ``lr · weight_decay < 1``.
     """
@@ -63,11 +64,14 @@ class VReasonConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     lr: float = Field(
-        3e-4, description="AdamW learning rate of the controller ΔV (paper: 3e-4). Valid: [0, 10], and "
-        "lr · weight_decay < 1 (AdamW multiplies ΔV by 1 − lr · weight_decay every step)."
+        3e-4,
+        description="AdamW learning rate of the controller ΔV (paper: 3e-4). Valid: [0, 10], and "
+        "lr · weight_decay < 1 (AdamW multiplies ΔV by 1 − lr · weight_decay every step).",
     )
     step_interval: int = Field(
-        4, description="k: one optimiser step every k generated tokens (paper: 4; ablation 2, 8, 16). Valid: ≥ 1."
+        4,
+        description="k: one optimiser step every k generated tokens (paper: 4; ablation 2, 8, 16). Valid: ≥ "
+        "1.",
     )
     ema_beta: float = Field(0.98, description="β of the entropy moving average (paper: 0.98). Valid: (0, 1).")
     ema_init: Literal["zero", "first"] = Field(
@@ -77,15 +81,19 @@ class VReasonConfig(BaseModel):
     )
     objective: Objective = Field(
         "switch",
-        description="'switch': the paper's entropy switching; 'max' / 'min': ablations that only raise / only "
+        description="'switch': the paper's entropy switching; 'max' / 'min': ablations that only raise / "
+        "only "
         "lower entropy; 'none': hooks and traces stay on, ΔV is never updated.",
     )
     max_grad_norm: float | None = Field(
-        1.0, description="Per-sequence gradient clipping of ΔV (the paper clips; the value is ours). Valid: a "
-        "finite number > 0, or None for no clipping."
+        1.0,
+        description="Per-sequence gradient clipping of ΔV (the paper clips; the value is ours). Valid: a "
+        "finite number > 0, or None for no clipping.",
     )
     weight_decay: float = Field(
-        0.01, description="AdamW weight decay on ΔV (torch's AdamW default). Valid: [0, 1], and lr · weight_decay < 1."
+        0.01,
+        description="AdamW weight decay on ΔV (torch's AdamW default). Valid: [0, 1], and lr · weight_decay "
+        "< 1.",
     )
     lite: bool = Field(False, description="V-Reason Lite: prune the lowest-norm span tokens after prefill.")
     prune_ratio: float = Field(0.5, description="Lite: fraction of span tokens dropped. Valid: [0, 1).")
@@ -94,22 +102,26 @@ class VReasonConfig(BaseModel):
     )
     prune_scope: Literal["last_layer", "per_layer"] = Field(
         "last_layer",
-        description="Lite: 'last_layer': the last decoder layer's scores choose one token set dropped from every "
+        description="Lite: 'last_layer': the last decoder layer's scores choose one token set dropped from "
+        "every "
         "layer; 'per_layer': each layer drops its own lowest-scoring tokens (see docs/lite.md).",
     )
     prune_at: Literal["after_prefill", "prefill"] = Field(
         "after_prefill",
-        description="Lite: 'after_prefill': prune every layer once prefill is done (any prune_scope); 'prefill': "
-        "prune each layer right after it ran inside the prefill, so the full cache never exists at once and the "
+        description="Lite: 'after_prefill': prune every layer once prefill is done (any prune_scope); "
+        "'prefill': "
+        "prune each layer right after it ran inside the prefill, so the full cache never exists at once and "
+        "the "
         "whole-run peak drops too; scores are then each layer's own (needs prune_scope='per_layer'). See "
         "docs/lite.md.",
     )
 
     @model_validator(mode="after")
-    def _prefill_pruning_scores_per_layer(self) -> "VReasonConfig":
+    def _prefill_pruning_scores_per_layer(self) -> VReasonConfig:
         if self.prune_at == "prefill" and self.prune_scope != "per_layer":
             raise ValueError(
-                "prune_at='prefill' scores each layer by its own norms while prefill writes it (the last layer's do "
+                "prune_at='prefill' scores each layer by its own norms while prefill writes it (the last "
+                "layer's do "
                 "not exist yet): set prune_scope='per_layer' with it"
             )
         return self
@@ -124,23 +136,26 @@ class VReasonConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _decay_keeps_its_sign(self) -> "VReasonConfig":
+    def _decay_keeps_its_sign(self) -> VReasonConfig:
         if self.lr * self.weight_decay >= 1:
             raise ValueError(
-                f"lr · weight_decay = {self.lr:g} · {self.weight_decay:g} = {self.lr * self.weight_decay:g} must be "
+                f"lr · weight_decay = {self.lr:g} · {self.weight_decay:g} = {self.lr * self.weight_decay:g} "
+                "must be "
                 "below 1 (AdamW multiplies ΔV by 1 − lr · weight_decay each step): lower lr or weight_decay"
             )
         return self
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "VReasonConfig":
+    def from_file(cls, path: str | Path) -> VReasonConfig:
         """Read a config from a ``.toml``, ``.json``, ``.yaml`` or ``.yml`` file (a flat table of the fields
         above). Any problem (unknown file type, syntax, a bad field) is one :class:`ConfigError` line."""
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in CONFIG_SUFFIXES:
-            raise ConfigError(f"bad config file {path}: unknown type {path.suffix or '(no suffix)'!r}; "
-                              f"use a {', '.join(CONFIG_SUFFIXES)} file of VReasonConfig fields")
+            raise ConfigError(
+                f"bad config file {path}: unknown type {path.suffix or '(no suffix)'!r}; "
+                f"use a {', '.join(CONFIG_SUFFIXES)} file of VReasonConfig fields"
+            )
         text = path.read_text()
         try:
             if suffix == ".toml":
@@ -157,10 +172,14 @@ class VReasonConfig(BaseModel):
                 data = yaml.safe_load(text)
         except Exception as err:  # noqa: BLE001 - each parser has its own error class; all mean "bad syntax"
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise ConfigError(f"bad config file {path}: not valid {suffix[1:].upper().replace('YML', 'YAML')} ({first})") from None
+            raise ConfigError(
+                f"bad config file {path}: not valid {suffix[1:].upper().replace('YML', 'YAML')} ({first})"
+            ) from None
         if not isinstance(data, Mapping):
-            raise ConfigError(f"bad config file {path}: holds a {type(data).__name__}, not a table of VReasonConfig "
-                              "fields (e.g. lr = 3e-4)")
+            raise ConfigError(
+                f"bad config file {path}: holds a {type(data).__name__}, not a table of VReasonConfig "
+                "fields (e.g. lr = 3e-4)"
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as err:

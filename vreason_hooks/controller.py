@@ -26,7 +26,8 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def effective_values(original: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """``V_new = (V + ΔV) · ‖V‖ / ‖V + ΔV‖``, norms over ``head_dim``: only the direction of each vector moves.
+    """``V_new = (V + ΔV) · ‖V‖ / ‖V + ΔV‖``, norms over ``head_dim``: only the direction of each vector
+    moves.
 
     Always recomputed from the original ``V`` (never accumulated). Written as a scale factor so that
     ``ΔV = 0`` gives back ``V`` bit for bit (``x / x == 1`` exactly in IEEE arithmetic).
@@ -40,7 +41,9 @@ def effective_values(original: torch.Tensor, delta: torch.Tensor) -> torch.Tenso
     """
     values = original.float()
     moved = values + delta
-    scale = values.norm(dim=-1, keepdim=True) / moved.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    scale = values.norm(dim=-1, keepdim=True) / moved.norm(dim=-1, keepdim=True).clamp_min(
+        torch.finfo(torch.float32).tiny
+    )
     return moved * scale
 
 
@@ -111,7 +114,7 @@ class ValueController:
     @classmethod
     def from_cache_values(
         cls, values: torch.Tensor, spans: list[torch.Tensor], config: VReasonConfig
-    ) -> "ValueController":
+    ) -> ValueController:
         """Snapshot the span values of the controlled layer right after prefill.
 
         Args:
@@ -160,9 +163,13 @@ class ValueController:
         grads = torch.autograd.grad(torch.stack([losses[b] for b in chosen]).sum(), deltas)
         grad_norms = []
         for delta, grad in zip(deltas, grads):
-            delta.grad = grad.contiguous()  # autograd may hand back an expanded view; clipping writes in place
+            delta.grad = (
+                grad.contiguous()
+            )  # autograd may hand back an expanded view; clipping writes in place
             clip = self.config.max_grad_norm
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_([delta], clip) if clip else delta.grad.norm()))
+            grad_norms.append(
+                float(torch.nn.utils.clip_grad_norm_([delta], clip) if clip else delta.grad.norm())
+            )
         self.optimizer.step()
         for delta in deltas:
             delta.grad = None
@@ -173,11 +180,14 @@ class ValueController:
         """Write the current effective values of ``batch_indices`` into the cache tensor, in place."""
         for b in batch_indices:
             seq = self.sequences[b]
-            values[b].index_copy_(1, seq.positions, effective_values(seq.original, seq.delta).to(values.dtype))
+            values[b].index_copy_(
+                1, seq.positions, effective_values(seq.original, seq.delta).to(values.dtype)
+            )
 
     @torch.no_grad()
     def drop(self, b: int, values: torch.Tensor) -> None:
-        """Stop controlling sequence ``b``: its original span values go back into ``values``, its ΔV is forgotten
+        """Stop controlling sequence ``b``: its original span values go back into ``values``, its ΔV is
+        forgotten
         (AdamW skips a parameter without ``.grad``, so the shared optimiser needs no change)."""
         seq = self.sequences.pop(b)
         values[b].index_copy_(1, seq.positions, seq.original)
@@ -190,8 +200,13 @@ class ValueController:
 
     def extra_bytes(self) -> int:
         """Bytes held by the controller: original span values, ΔV and AdamW moments."""
-        total = sum(s.original.numel() * s.original.element_size() + s.delta.numel() * 4 for s in self.sequences.values())
+        total = sum(
+            s.original.numel() * s.original.element_size() + s.delta.numel() * 4
+            for s in self.sequences.values()
+        )
         if self.optimizer is not None:
             for state in self.optimizer.state.values():
-                total += sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v) and v.dim())
+                total += sum(
+                    v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v) and v.dim()
+                )
         return total

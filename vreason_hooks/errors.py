@@ -39,7 +39,8 @@ class ConfigError(VReasonError, ValueError):
 
 
 class ConfigTypeError(ConfigError, TypeError):
-    """Something that is not a V-Reason config was passed where one is expected (the message says what to pass)."""
+    """Something that is not a V-Reason config was passed where one is expected (the message says what to
+    pass)."""
 
 
 def validation_message(err, *, noun: str = "field", values=None, known=None) -> str:
@@ -58,7 +59,9 @@ def validation_message(err, *, noun: str = "field", values=None, known=None) -> 
     parts, unknown = [], False
     for problem in err.errors():
         loc = ".".join(str(part) for part in problem["loc"])
-        message = " ".join(problem["msg"].removeprefix("Value error, ").split())  # pydantic's prefix, newlines
+        message = " ".join(
+            problem["msg"].removeprefix("Value error, ").split()
+        )  # pydantic's prefix, newlines
         if problem["type"] == "extra_forbidden":
             parts.append(f"unknown {label}{loc!r}")
             unknown = True

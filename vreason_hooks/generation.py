@@ -58,24 +58,48 @@ class Generation:
     lite: PrunedLayout | None = None
     """V-Reason Lite's pruned cache layout (``None``: cache not pruned)."""
     pruner: PrefillPruner | None = None
-    """V-Reason Lite ``prune_at='prefill'``: prunes each layer during the prefill forward (``None`` after it)."""
+    """V-Reason Lite ``prune_at='prefill'``: prunes each layer during the prefill forward (``None`` after
+    it)."""
     diverged: list[tuple[int, str]] = field(default_factory=list)
-    """``(sequence, what)`` of the sequences whose updates stopped on a non-finite value, for the session's warning."""
+    """``(sequence, what)`` of the sequences whose updates stopped on a non-finite value, for the session's
+    warning."""
 
     @classmethod
-    def start(cls, config: VReasonConfig, adapter: ResolvedAdapter, model_config, input_ids: torch.Tensor,
-              attention_mask: torch.Tensor | None, past: int, call: int, grad_scope: GradScope) -> "Generation":
-        """A new generation for a prefill of ``input_ids`` ``(batch, seq_len)`` after ``past`` cached tokens."""
+    def start(
+        cls,
+        config: VReasonConfig,
+        adapter: ResolvedAdapter,
+        model_config,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        past: int,
+        call: int,
+        grad_scope: GradScope,
+    ) -> Generation:
+        """A new generation for a prefill of ``input_ids`` ``(batch, seq_len)`` after ``past`` cached
+        tokens."""
         spans = [p + past for p in adapter.spec.span_positions(model_config, input_ids, attention_mask)]
         dump = config.model_dump()
-        traces = [Trace(sequence=b, call=call, span=s.tolist(), config=dump, adapter=adapter.spec.name)
-                  for b, s in enumerate(spans)]
+        traces = [
+            Trace(sequence=b, call=call, span=s.tolist(), config=dump, adapter=adapter.spec.name)
+            for b, s in enumerate(spans)
+        ]
         switches = [EntropySwitch(config.ema_beta, config.objective, config.ema_init) for _ in spans]
         pruner = None
         if config.lite and config.prune_at == "prefill":
             pruner = PrefillPruner.for_prefill(config, spans, input_ids.shape[1], attention_mask, past)
-        return cls(config, adapter, spans, switches, traces, grad_scope, UpdateSchedule(config.step_interval), call=call,
-                   finished=[False] * len(spans), pruner=pruner)
+        return cls(
+            config,
+            adapter,
+            spans,
+            switches,
+            traces,
+            grad_scope,
+            UpdateSchedule(config.step_interval),
+            call=call,
+            finished=[False] * len(spans),
+            pruner=pruner,
+        )
 
     @property
     def has_span(self) -> bool:
@@ -105,11 +129,15 @@ class Generation:
         self.cache = cache
         if cache is None:
             if self.config.lite:
-                raise UnsupportedSettingError("V-Reason Lite prunes the KV cache: generate with use_cache=True")
+                raise UnsupportedSettingError(
+                    "V-Reason Lite prunes the KV cache: generate with use_cache=True"
+                )
             return
         if self.config.lite:
             self._prune(prompt_length, attention_mask)
-        upstream.check_dynamic_cache(cache, [self.adapter.cache_layer_index], needed_by="V-Reason (controlled layer)")
+        upstream.check_dynamic_cache(
+            cache, [self.adapter.cache_layer_index], needed_by="V-Reason (controlled layer)"
+        )
         if self.config.updates and self.has_span:  # else nothing ever moves: no snapshot, no ΔV, no optimiser
             with torch.inference_mode(False):
                 self.controller = ValueController.from_cache_values(self.values, self.spans, self.config)
@@ -150,7 +178,8 @@ class Generation:
         return losses
 
     def update(self, losses: dict[int, torch.Tensor]) -> None:
-        """One AdamW step on ΔV; finite results go into the cache and the traces, the rest stop their sequence."""
+        """One AdamW step on ΔV; finite results go into the cache and the traces, the rest stop their
+        sequence."""
         report = self.controller.step(losses)
         self.grad_scope.leave()
         for b, (grad_norm, delta_norm) in list(report.items()):

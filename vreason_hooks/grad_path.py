@@ -39,7 +39,9 @@ class GradValuesCache:
         return getattr(self._cache, name)
 
     @property
-    def __class__(self):  # isinstance(view, DynamicCache) holds, as model code may check (the unittest.mock trick)
+    def __class__(
+        self,
+    ):  # isinstance(view, DynamicCache) holds, as model code may check (the unittest.mock trick)
         return type(self._cache)
 
 

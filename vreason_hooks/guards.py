@@ -31,7 +31,9 @@ def check_generation_settings(kwargs: dict, generation_config, cache_layer_index
             "V-Reason does not support assisted / speculative decoding: it needs one token per forward pass"
         )
     if setting("use_cache") is False:
-        raise UnsupportedSettingError("V-Reason controls the KV cache and needs use_cache=True (drop use_cache=False)")
+        raise UnsupportedSettingError(
+            "V-Reason controls the KV cache and needs use_cache=True (drop use_cache=False)"
+        )
     implementation = setting("cache_implementation")
     if implementation not in SUPPORTED_CACHE_IMPLEMENTATIONS:
         raise UnsupportedSettingError(
@@ -55,7 +57,8 @@ def check_controlled(traces: list[Trace], config: VReasonConfig) -> None:
     silent = [t for t in traces if t.span and len(t.entropy) >= due and not t.update_steps and not t.diverged]
     if silent:
         raise UncontrolledGenerationError(
-            f"V-Reason made no update in a generate call that should have made some ({len(silent)} sequence(s) "
+            f"V-Reason made no update in a generate call that should have made some ({len(silent)} "
+            "sequence(s) "
             f"with a span ran {len(silent[0].entropy)} tokens at step_interval={config.step_interval}): "
             f"the controller did not see the model's cache; {upstream.version_note()}"
         )

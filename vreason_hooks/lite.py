@@ -112,7 +112,8 @@ class PrunedLayout:
         return [d.tolist() for d in self.dropped[self.control_layer]]
 
     def map_attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """Map a 2-D mask in original coordinates ``(batch, L + t)`` to the pruned layout ``(batch, L' + t)``."""
+        """Map a 2-D mask in original coordinates ``(batch, L + t)`` to the pruned layout ``(batch, L' +
+        t)``."""
         source = self.source[self.control_layer].to(mask.device)
         head = torch.gather(mask[:, : self.original_length], 1, source.clamp_min(0))
         head = head.masked_fill(source < 0, 0)
@@ -128,13 +129,15 @@ class PrunedLayout:
         """
         if kwargs.get("cache_position") is not None:
             raise UnsupportedSettingError(
-                "V-Reason Lite cannot run a model that takes `cache_position` (remote-code models): its positions "
+                "V-Reason Lite cannot run a model that takes `cache_position` (remote-code models): its "
+                "positions "
                 "would follow the pruned cache length; use lite=False"
             )
         generated = upstream.cache_length(cache) - self.length
         if generated < 0:
             raise UnsupportedSettingError(
-                "V-Reason Lite: the cache is shorter than the pruned prefill; do not crop or reuse a pruned cache"
+                "V-Reason Lite: the cache is shorter than the pruned prefill; do not crop or reuse a pruned "
+                "cache"
             )
         tokens = kwargs.get("input_ids")
         tokens = tokens if tokens is not None else kwargs["inputs_embeds"]
@@ -145,17 +148,21 @@ class PrunedLayout:
         if mask is None and self.needs_mask:
             mask = torch.ones((batch, total), dtype=torch.long, device=tokens.device)
         if mask is not None:
-            if not torch.is_tensor(mask) or mask.dim() != 2 or mask.shape[1] != total:
-                shape = tuple(mask.shape) if torch.is_tensor(mask) else type(mask).__name__
-                raise UnsupportedSettingError(
-                    f"V-Reason Lite needs the 2-D attention mask in original coordinates (batch, {total}); got "
-                    f"{shape}. Let generate() build the masks (no 4-D masks, no compiled/static caches)"
-                )
+            _check_original_mask(mask, total)
             kwargs["attention_mask"] = self.map_attention_mask(mask)
         if kwargs.get("position_ids") is None:
             past = self.original_length + generated
             kwargs["position_ids"] = spec.decode_positions(model, past, new, batch, tokens.device)
         return kwargs
+
+
+def _check_original_mask(mask, total: int) -> None:
+    if not torch.is_tensor(mask) or mask.dim() != 2 or mask.shape[1] != total:
+        shape = tuple(mask.shape) if torch.is_tensor(mask) else type(mask).__name__
+        raise UnsupportedSettingError(
+            f"V-Reason Lite needs the 2-D attention mask in original coordinates (batch, {total}); got "
+            f"{shape}. Let generate() build the masks (no 4-D masks, no compiled/static caches)"
+        )
 
 
 def check_prunable(cache) -> None:
@@ -164,8 +171,14 @@ def check_prunable(cache) -> None:
 
 
 @torch.no_grad()
-def prune_cache(cache, spans: list[torch.Tensor], config: VReasonConfig, control_layer: int,
-                prompt_length: int, attention_mask: torch.Tensor | None = None) -> PrunedLayout:
+def prune_cache(
+    cache,
+    spans: list[torch.Tensor],
+    config: VReasonConfig,
+    control_layer: int,
+    prompt_length: int,
+    attention_mask: torch.Tensor | None = None,
+) -> PrunedLayout:
     """Drop the lowest-scoring span tokens from the keys and values of every layer of ``cache``, in place.
 
     Args:
@@ -177,9 +190,7 @@ def prune_cache(cache, spans: list[torch.Tensor], config: VReasonConfig, control
         prompt_length: number of prompt columns of the prefill; must equal the cache length (Lite needs a
             fresh cache, positions of a reused one are not known here).
         attention_mask: ``(batch, L)`` prefill mask or ``None``; only checked with ``'per_layer'``.
-
-    Returns:
-        the :class:`PrunedLayout`; with nothing to drop the cache is left untouched.
+    Returns the :class:`PrunedLayout`; with nothing to drop the cache is left untouched.
     """
     check_prunable(cache)
     tensors = [upstream.layer_tensors(cache, i) for i in range(len(upstream.cache_layers(cache)))]
@@ -198,11 +209,14 @@ def prune_cache(cache, spans: list[torch.Tensor], config: VReasonConfig, control
             full = torch.ones((batch, length), dtype=torch.long, device=device)
             _check_same_mask(sources, control_layer, full if attention_mask is None else attention_mask)
         _gather_layers(cache, tensors, sources)
-    control = sources[control_layer]
-    kept_span = [
-        torch.isin(control[b], spans[b].to(device)).nonzero().flatten() for b in range(batch)
-    ]
+    kept_span = _kept_span(sources[control_layer], spans)
     return PrunedLayout(length, sources, dropped, kept_span, control_layer, needs_mask=len(set(counts)) > 1)
+
+
+def _kept_span(control: torch.Tensor, spans: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per sequence, the slots of the controlled layer's layout ``control`` ``(batch, L')`` that hold span
+    tokens."""
+    return [torch.isin(control[b], s.to(control.device)).nonzero().flatten() for b, s in enumerate(spans)]
 
 
 def _check_fresh(length: int, prompt_length: int, holder: str = "cache") -> None:
@@ -210,13 +224,15 @@ def _check_fresh(length: int, prompt_length: int, holder: str = "cache") -> None
     positions of a reused cache are not known here."""
     if length != prompt_length:
         raise UnsupportedSettingError(
-            f"V-Reason Lite needs a fresh cache at prefill ({holder} holds {length} tokens for a {prompt_length}-token "
+            f"V-Reason Lite needs a fresh cache at prefill ({holder} holds {length} tokens for a "
+            f"{prompt_length}-token "
             "prompt); do not pass a filled past_key_values with lite=True"
         )
 
 
-def _dropped_per_layer(tensors: list, spans: list[torch.Tensor], config: VReasonConfig,
-                       control_layer: int) -> list[list[torch.Tensor]]:
+def _dropped_per_layer(
+    tensors: list, spans: list[torch.Tensor], config: VReasonConfig, control_layer: int
+) -> list[list[torch.Tensor]]:
     """Per layer, per sequence, the dropped span positions: the control layer's choice for every layer
     (``prune_scope='last_layer'``) or each layer's own (``'per_layer'``); scored on values or keys."""
     scored = 1 if config.prune_score == "value" else 0  # (keys, values)[scored]
@@ -230,7 +246,10 @@ def _gather_layers(cache, tensors: list, sources: list[torch.Tensor]) -> None:
     """Replace each layer's keys and values ``(batch, heads, L, head_dim)`` by their ``sources`` columns
     ``(batch, width)``, one layer at a time so that only one old layer is alive beside the new cache."""
     for index, source in enumerate(sources):
-        (keys, values), tensors[index] = tensors[index], None  # drop our reference: the old layer is freed now
+        (keys, values), tensors[index] = (
+            tensors[index],
+            None,
+        )  # drop our reference: the old layer is freed now
         upstream.set_layer_tensors(cache, index, _gather_slots(keys, source), _gather_slots(values, source))
         del keys, values
 
@@ -262,7 +281,8 @@ def _mapped_mask(source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 _PER_LAYER_MASK_ERROR = (
-    "V-Reason Lite with per-layer scores (prune_scope='per_layer' or prune_at='prefill') needs padding outside "
+    "V-Reason Lite with per-layer scores (prune_scope='per_layer' or prune_at='prefill') needs padding "
+    "outside "
     "the span (left padding) so that one attention mask fits every layer; use prune_at='after_prefill', "
     "prune_scope='last_layer'"
 )
@@ -277,7 +297,8 @@ def _check_same_mask(sources: list[torch.Tensor], control_layer: int, mask: torc
 
 
 class PrefillPruner:
-    """``prune_at='prefill'``: shrinks each cache layer right after its decoder layer ran in the prefill forward.
+    """``prune_at='prefill'``: shrinks each cache layer right after its decoder layer ran in the prefill
+    forward.
 
     The layer's attention has consumed the full keys and values by then (the prefill output is plain's); what
     stays in the cache loses the layer's own ``floor(r * n_b)`` lowest-scoring span tokens per row. So the
@@ -285,24 +306,39 @@ class PrefillPruner:
     layer's pruned copy). Every layer drops the same count per row, so all share one length and one mask.
     """
 
-    def __init__(self, config: VReasonConfig, spans: list[torch.Tensor], length: int,
-                 attention_mask: torch.Tensor | None):
+    def __init__(
+        self,
+        config: VReasonConfig,
+        spans: list[torch.Tensor],
+        length: int,
+        attention_mask: torch.Tensor | None,
+    ):
         self.config, self.spans, self.length = config, spans, length
         self.counts = [pruned_count(config.prune_ratio, s.numel()) for s in spans]
         self.width = length - min(self.counts, default=0)
         batch = len(spans)
-        self.mask = attention_mask if attention_mask is not None else torch.ones(batch, length, dtype=torch.long)
+        self.mask = (
+            attention_mask if attention_mask is not None else torch.ones(batch, length, dtype=torch.long)
+        )
         self.sources: dict[int, torch.Tensor] = {}
         self.dropped: dict[int, list[torch.Tensor]] = {}
         self._slot_mask: torch.Tensor | None = None
 
     @classmethod
-    def for_prefill(cls, config: VReasonConfig, spans: list[torch.Tensor], prompt_length: int,
-                    attention_mask: torch.Tensor | None, past: int) -> "PrefillPruner":
-        """The pruner of a prefill of ``prompt_length`` tokens; refuses a cache that already holds ``past``."""
+    def for_prefill(
+        cls,
+        config: VReasonConfig,
+        spans: list[torch.Tensor],
+        prompt_length: int,
+        attention_mask: torch.Tensor | None,
+        past: int,
+    ) -> PrefillPruner:
+        """The pruner of a prefill of ``prompt_length`` tokens; refuses a cache that already holds
+        ``past``."""
         if past:
             raise UnsupportedSettingError(
-                f"V-Reason Lite needs a fresh cache at prefill (cache holds {past} tokens already); do not pass a "
+                f"V-Reason Lite needs a fresh cache at prefill (cache holds {past} tokens already); do not "
+                "pass a "
                 "filled cache with lite=True"
             )
         return cls(config, spans, prompt_length, attention_mask)
@@ -321,7 +357,9 @@ class PrefillPruner:
             )
         if cache is None:
             raise UnsupportedSettingError("V-Reason Lite prunes the KV cache: generate with use_cache=True")
-        if not self.sources:  # first layer of this prefill: refuse a cache Lite cannot shrink before touching it
+        if (
+            not self.sources
+        ):  # first layer of this prefill: refuse a cache Lite cannot shrink before touching it
             check_prunable(cache)
         keys, values = upstream.layer_tensors(cache, index)
         _check_fresh(keys.shape[2], self.length, holder=f"layer {index}")
@@ -350,15 +388,16 @@ class PrefillPruner:
             missing = sorted(set(range(count)) - set(self.sources))
             if missing:
                 raise UpstreamError(
-                    f"V-Reason Lite prune_at='prefill': cache layers {missing} were written by no hooked decoder "
+                    f"V-Reason Lite prune_at='prefill': cache layers {missing} were written by no hooked "
+                    "decoder "
                     f"layer; use prune_at='after_prefill'; {upstream.version_note()}"
                 )
             sources = [self.sources[i] for i in range(count)]
             dropped = [self.dropped[i] for i in range(count)]
-        control = sources[control_layer]
-        kept_span = [torch.isin(control[b], s.to(control.device)).nonzero().flatten() for b, s in enumerate(self.spans)]
-        return PrunedLayout(self.length, sources, dropped, kept_span, control_layer,
-                            needs_mask=len(set(self.counts)) > 1)
+        kept_span = _kept_span(sources[control_layer], self.spans)
+        return PrunedLayout(
+            self.length, sources, dropped, kept_span, control_layer, needs_mask=len(set(self.counts)) > 1
+        )
 
 
 def prefill_pruning_hooks(decoder_layers, keyword: str, current_pruner) -> list:
@@ -379,6 +418,8 @@ def prefill_pruning_hooks(decoder_layers, keyword: str, current_pruner) -> list:
             pruner.prune_layer(upstream.find_cache(kwargs, keyword)[1], index)
 
     return [
-        layer.register_forward_hook(functools.partial(hook, index=upstream.layer_index(layer, i)), with_kwargs=True)
+        layer.register_forward_hook(
+            functools.partial(hook, index=upstream.layer_index(layer, i)), with_kwargs=True
+        )
         for i, layer in enumerate(decoder_layers)
     ]

@@ -8,7 +8,8 @@ update schedule), :mod:`~vreason_hooks.grad_path` (the autograd path of an updat
 Plumbing (all removed on :meth:`Session.detach`, also when the ``with`` block raises):
 
 * a forward pre-hook and a forward hook on the top model: notice each prefill (new :class:`Generation`),
-  count tokens, read the raw logits, run the EMA switch, and every ``step_interval`` tokens take one AdamW step
+  count tokens, read the raw logits, run the EMA switch, and every ``step_interval`` tokens take one AdamW
+  step
   on ΔV;
 * a forward pre-hook on the last decoder layer: on an update step only, switch on autograd for that layer
   and hand its attention a cache view whose span values carry the gradient to ΔV;
@@ -45,7 +46,7 @@ from .guards import check_controlled, check_generation_settings
 from .lite import prefill_pruning_hooks
 from .trace import Trace
 
-_ATTACHED: "weakref.WeakKeyDictionary[nn.Module, Session]" = weakref.WeakKeyDictionary()
+_ATTACHED: weakref.WeakKeyDictionary[nn.Module, Session] = weakref.WeakKeyDictionary()
 LITE_ON_TEXT_DOC = "docs/benchmarks/reasoning-study.md"
 
 
@@ -63,13 +64,16 @@ class _ThreadState(threading.local):
 
 
 def _per_thread(name: str) -> property:
-    return property(lambda self: getattr(self._local, name), lambda self, value: setattr(self._local, name, value))
+    return property(
+        lambda self: getattr(self._local, name), lambda self, value: setattr(self._local, name, value)
+    )
 
 
 class Session:
     """A V-Reason controller attached to one model. Create it with :func:`attach`.
 
-    Threads: ``generate`` calls on one attached model from several threads run one after another (a lock), each
+    Threads: ``generate`` calls on one attached model from several threads run one after another (a lock),
+    each
     exactly as it would alone; a ``forward`` from another thread while one runs is refused
     (:class:`~vreason_hooks.errors.ConcurrentUseError`). Sessions on different models are independent.
 
@@ -84,7 +88,9 @@ class Session:
     _in_generate = _per_thread("in_generate")
     _paused = _per_thread("paused")
 
-    def __init__(self, model: nn.Module, config: VReasonConfig | Mapping[str, Any] | None = None, *, adapter=None):
+    def __init__(
+        self, model: nn.Module, config: VReasonConfig | Mapping[str, Any] | None = None, *, adapter=None
+    ):
         self.config = coerce_config(config)
         self.adapter: ResolvedAdapter = resolve(model, adapter)
         self.model = self.adapter.model
@@ -105,8 +111,10 @@ class Session:
         self._layer_cache_keyword = upstream.cache_keyword(self.adapter.last_layer)
         if self.config.lite and self.adapter.spec.span.kind == "prompt":
             warnings.warn(
-                f"V-Reason Lite with the text adapter {self.adapter.spec.name!r} prunes {self.config.prune_ratio:.0%} "
-                f"of the prompt itself (question included), which costs accuracy ({LITE_ON_TEXT_DOC}). Lite is "
+                f"V-Reason Lite with the text adapter {self.adapter.spec.name!r} prunes "
+                f"{self.config.prune_ratio:.0%} "
+                f"of the prompt itself (question included), which costs accuracy ({LITE_ON_TEXT_DOC}). Lite "
+                "is "
                 "meant for video spans; use lite=False for text models",
                 stacklevel=3,
             )
@@ -123,9 +131,13 @@ class Session:
                 self.model.register_forward_hook(self._after_model, with_kwargs=True),
                 self.adapter.last_layer.register_forward_pre_hook(self._before_last_layer, with_kwargs=True),
             ]
-            if self.config.lite and self.config.prune_at == "prefill":  # Lite: prune each layer as prefill writes it
+            if (
+                self.config.lite and self.config.prune_at == "prefill"
+            ):  # Lite: prune each layer as prefill writes it
                 layers = self.model.get_submodule(self.adapter.spec.modules.decoder_layers)
-                self._handles += prefill_pruning_hooks(layers, self._layer_cache_keyword, self._current_pruner)
+                self._handles += prefill_pruning_hooks(
+                    layers, self._layer_cache_keyword, self._current_pruner
+                )
             original = self.model.generate
             self.model.generate = functools.wraps(original)(functools.partial(self._generate, original))
         except BaseException:
@@ -142,7 +154,7 @@ class Session:
         if _ATTACHED.get(self.model) is self:
             del _ATTACHED[self.model]
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -186,7 +198,9 @@ class Session:
             return original(*args, **kwargs)
         generation_config = kwargs.get("generation_config") or self.model.generation_config
         check_generation_settings(kwargs, generation_config, self.adapter.cache_layer_index)
-        with self._generate_lock:  # one controlled generate at a time: the hooks and the cache edits are shared
+        with (
+            self._generate_lock
+        ):  # one controlled generate at a time: the hooks and the cache edits are shared
             self._eos_ids = frozenset(upstream.eos_ids(kwargs, generation_config))
             self._calls += 1
             first_trace = len(self.traces)
@@ -205,19 +219,24 @@ class Session:
         owner = self._generating_thread
         if owner is not None and owner != threading.get_ident():
             raise ConcurrentUseError(
-                f"V-Reason: {type(self.model).__name__} is generating under V-Reason in another thread; a forward "
-                "from this thread would share its controller state. Call model.generate (calls are serialised), "
+                f"V-Reason: {type(self.model).__name__} is generating under V-Reason in another thread; a "
+                "forward "
+                "from this thread would share its controller state. Call model.generate (calls are "
+                "serialised), "
                 "or attach a separate model copy per thread"
             )
         if not self._in_generate and upstream.inside_generate(self.model):
             raise UnsupportedSettingError(
-                "V-Reason: this generate call bypassed the attached model.generate (a `generate` bound before "
-                "attach, e.g. gen = model.generate); its settings were not checked and its cache would keep the "
+                "V-Reason: this generate call bypassed the attached model.generate (a `generate` bound "
+                "before "
+                "attach, e.g. gen = model.generate); its settings were not checked and its cache would keep "
+                "the "
                 "edited values. Call model.generate after attach"
             )
 
     def _check_decode_cache(self, cache, past: int) -> None:
-        """Inside one ``generate`` call there is one prefill; every later forward must carry the cache it filled.
+        """Inside one ``generate`` call there is one prefill; every later forward must carry the cache it
+        filled.
 
         A forward that arrives without it would otherwise look like a new prefill: V-Reason would restart at
         every token and never update (what transformers 5.24's keyword rename did to the first release).
@@ -227,7 +246,8 @@ class Session:
             return
         if cache is None or past == 0 or (state.cache is not None and cache is not state.cache):
             raise UpstreamError(
-                f"V-Reason: a decode step of {type(self.model).__name__} arrived without the KV cache the prefill "
+                f"V-Reason: a decode step of {type(self.model).__name__} arrived without the KV cache the "
+                "prefill "
                 f"created (looked for keyword {self._model_cache_keyword!r}); {upstream.version_note()}"
             )
 
@@ -260,7 +280,8 @@ class Session:
         key, cache = upstream.find_cache(kwargs, self._layer_cache_keyword)
         if cache is None:
             raise UpstreamError(
-                f"adapter {self.adapter.spec.name!r}: the last decoder layer ({type(module).__name__}) received no "
+                f"adapter {self.adapter.spec.name!r}: the last decoder layer ({type(module).__name__}) "
+                "received no "
                 f"cache (looked for keyword {self._layer_cache_keyword!r}); {upstream.version_note()}"
             )
         state.grad_scope.enter()
@@ -295,18 +316,32 @@ class Session:
         self._finish_generation()
         if input_ids is None:
             raise UnsupportedSettingError("V-Reason needs input_ids at prefill to find the controlled span")
-        state = Generation.start(self.config, self.adapter, self.model.config, input_ids, kwargs.get("attention_mask"),
-                                 past, self._calls, GradScope(self._graph_parameters))
+        state = Generation.start(
+            self.config,
+            self.adapter,
+            self.model.config,
+            input_ids,
+            kwargs.get("attention_mask"),
+            past,
+            self._calls,
+            GradScope(self._graph_parameters),
+        )
         self.traces.extend(state.traces)
         self._state = state
         if not state.has_span:
-            self._warn_once("no_span", f"V-Reason: no span tokens in this input for adapter {self.adapter.spec.name!r} "
-                                       "(e.g. a text-only prompt to a video model); generating without control")
+            self._warn_once(
+                "no_span",
+                f"V-Reason: no span tokens in this input for adapter {self.adapter.spec.name!r} "
+                "(e.g. a text-only prompt to a video model); generating without control",
+            )
         missing = [name for name in self.adapter.spec.inputs.required if kwargs.get(name) is None]
         if missing and state.has_span:
-            self._warn_once("inputs", f"V-Reason: adapter {self.adapter.spec.name!r} expects {', '.join(missing)} in "
-                                      "the generate inputs (pass the processor's output unchanged); without it the "
-                                      "model's positions are wrong, with or without V-Reason")
+            self._warn_once(
+                "inputs",
+                f"V-Reason: adapter {self.adapter.spec.name!r} expects {', '.join(missing)} in "
+                "the generate inputs (pass the processor's output unchanged); without it the "
+                "model's positions are wrong, with or without V-Reason",
+            )
 
     def _finish_generation(self) -> None:
         state, self._state = self._state, None
@@ -315,9 +350,12 @@ class Session:
 
     def _warn_diverged(self, state: Generation) -> None:
         for b, what in state.diverged:
-            self._warn_once("diverged", f"V-Reason: sequence {b} diverged at token {state.step} ({what}); its updates "
-                                        f"stopped and its span values were restored (trace.diverged). Lower lr (now "
-                                        f"{self.config.lr}) or keep max_grad_norm set")
+            self._warn_once(
+                "diverged",
+                f"V-Reason: sequence {b} diverged at token {state.step} ({what}); its updates "
+                f"stopped and its span values were restored (trace.diverged). Lower lr (now "
+                f"{self.config.lr}) or keep max_grad_norm set",
+            )
         state.diverged.clear()
 
     def _warn_once(self, key: str, message: str) -> None:

@@ -16,8 +16,10 @@ class Trace:
     H_t of the raw logits, ``ema[t]`` E_t, ``peak[t]`` the running peak P_t, ``alpha[t]`` the switch
     α_t ∈ {+1, -1} (the sign the loss would use at ``t``). ``update_steps`` lists the tokens after which ΔV
     was updated; ``delta_norm`` (‖ΔV‖ after the step) and ``grad_norm`` (before clipping) have one entry per
-    update. ``span`` holds the controlled cache positions of this sequence. A token whose entropy was not finite
-    is recorded as ``None`` (with ``alpha`` ``None``) and ends the sequence's updates (``diverged``): traces never
+    update. ``span`` holds the controlled cache positions of this sequence. A token whose entropy was not
+    finite
+    is recorded as ``None`` (with ``alpha`` ``None``) and ends the sequence's updates (``diverged``): traces
+    never
     hold NaN, so their JSON is standard.
     """
 
@@ -33,7 +35,8 @@ class Trace:
     span: list[int] = field(default_factory=list)
     pruned: list[int] = field(default_factory=list)
     diverged: bool = False
-    """Whether updates stopped because ΔV, the loss or the entropy became non-finite (span values restored)."""
+    """Whether updates stopped because ΔV, the loss or the entropy became non-finite (span values
+    restored)."""
     config: dict[str, Any] = field(default_factory=dict)
     adapter: str = ""
     label: str = ""
@@ -58,18 +61,26 @@ class Trace:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Trace":
+    def from_dict(cls, data: dict[str, Any]) -> Trace:
         """Inverse of :meth:`to_dict` (derived keys are ignored); checked with :meth:`check`."""
         if not isinstance(data, dict):
             raise ValueError(f"a JSON {_json_type(data)} where a trace object was expected")
         known = {f for f in cls.__dataclass_fields__}
         if data and not known & set(data):
-            raise ValueError(f"an object with none of the trace fields (keys: {', '.join(sorted(map(str, data))[:5])})")
+            raise ValueError(
+                f"an object with none of the trace fields (keys: {', '.join(sorted(map(str, data))[:5])})"
+            )
         return cls(**{k: v for k, v in data.items() if k in known}).check()
 
-    def check(self) -> "Trace":
+    def check(self) -> Trace:
         """``self`` if every field has the type and length :meth:`to_dict` writes, else a one-line
         ``ValueError`` naming the field (so a hand-edited or truncated file never reaches matplotlib)."""
+        self._check_lists()
+        self._check_lengths()
+        self._check_scalars()
+        return self
+
+    def _check_lists(self) -> None:
         for name in _NUMBER_LISTS + _INT_LISTS:
             values = getattr(self, name)
             kind = int if name in _INT_LISTS else (int, float)
@@ -79,25 +90,45 @@ class Trace:
                 (isinstance(v, kind) and not isinstance(v, bool)) or (gaps and v is None) for v in values
             ):
                 what = "whole numbers" if name in _INT_LISTS else "numbers"
-                raise ValueError(f"field {name!r} must be a list of {what}, got {_json_type(values)} {_head(values)}")
+                raise ValueError(
+                    f"field {name!r} must be a list of {what}, got {_json_type(values)} {_head(values)}"
+                )
+
+    def _check_lengths(self) -> None:
         for name in ("ema", "peak", "alpha"):
             if len(getattr(self, name)) != self.num_tokens:
-                raise ValueError(f"field {name!r} has {len(getattr(self, name))} values for {self.num_tokens} tokens "
-                                 "(the length of 'entropy')")
+                raise ValueError(
+                    f"field {name!r} has {len(getattr(self, name))} values for {self.num_tokens} tokens "
+                    "(the length of 'entropy')"
+                )
         if any(a not in (-1, 1, None) for a in self.alpha):
             raise ValueError(f"field 'alpha' must hold only +1 and -1, got {_head(self.alpha)}")
         if any(not 0 <= t < self.num_tokens for t in self.update_steps):
-            raise ValueError(f"field 'update_steps' must index generated tokens 0..{self.num_tokens - 1}, got "
-                             f"{_head(self.update_steps)}")
+            raise ValueError(
+                f"field 'update_steps' must index generated tokens 0..{self.num_tokens - 1}, got "
+                f"{_head(self.update_steps)}"
+            )
         for name in ("delta_norm", "grad_norm"):
             if len(getattr(self, name)) not in (0, len(self.update_steps)):
-                raise ValueError(f"field {name!r} has {len(getattr(self, name))} values for "
-                                 f"{len(self.update_steps)} update steps")
-        for name, kind in (("sequence", int), ("call", int), ("diverged", bool), ("config", dict), ("adapter", str),
-                           ("label", str)):
+                raise ValueError(
+                    f"field {name!r} has {len(getattr(self, name))} values for "
+                    f"{len(self.update_steps)} update steps"
+                )
+
+    def _check_scalars(self) -> None:
+        for name, kind in (
+            ("sequence", int),
+            ("call", int),
+            ("diverged", bool),
+            ("config", dict),
+            ("adapter", str),
+            ("label", str),
+        ):
             if not isinstance(getattr(self, name), kind):
-                raise ValueError(f"field {name!r} must be a JSON {_json_type(kind())}, got {_json_type(getattr(self, name))}")
-        return self
+                raise ValueError(
+                    f"field {name!r} must be a JSON {_json_type(kind())}, got "
+                    f"{_json_type(getattr(self, name))}"
+                )
 
 
 _NUMBER_LISTS = ("entropy", "ema", "peak", "delta_norm", "grad_norm")
@@ -145,6 +176,10 @@ def load_traces(path: str | Path) -> list[Trace]:
 def _unwrap(item: Any) -> Any:
     """Accept an lmms-eval trace record ``{"doc_id": .., "trace": {...} or null}`` as well as a bare trace (a
     failed document's null trace is an empty one)."""
-    if isinstance(item, dict) and "trace" in item and (item["trace"] is None or isinstance(item["trace"], dict)):
+    if (
+        isinstance(item, dict)
+        and "trace" in item
+        and (item["trace"] is None or isinstance(item["trace"], dict))
+    ):
         return item["trace"] if item["trace"] is not None else {}
     return item

@@ -3,7 +3,8 @@
 Everything vreason-hooks reads from transformers beyond its documented ``generate`` API goes through here:
 the keyword under which a module's ``forward`` receives the KV cache, the cache's layers and their tensors,
 the cache classes V-Reason can run on, the generation-config fields that decide whether it can run, the
-logits and the cache in a model's output, attributes a spec names (M-RoPE offsets), and the decoder layer's hidden-states
+logits and the cache in a model's output, attributes a spec names (M-RoPE offsets), and the decoder layer's
+hidden-states
 argument. When a transformers release renames one of them, the fix is one line here, and
 ``tests/test_upstream.py`` fails first.
 
@@ -58,7 +59,8 @@ def supported_ranges() -> dict[str, str]:
 
 
 def in_supported_range(distribution: str) -> bool | None:
-    """Whether the installed ``distribution`` is inside our declared range (``None``: not installed / no range)."""
+    """Whether the installed ``distribution`` is inside our declared range (``None``: not installed / no
+    range)."""
     from packaging.specifiers import SpecifierSet
 
     version, spec = installed_version(distribution), supported_ranges().get(distribution.lower())
@@ -150,7 +152,11 @@ def inside_generate(model) -> bool:
     try:
         while frame is not None:
             code = frame.f_code
-            if code.co_name == "generate" and "transformers" in code.co_filename and frame.f_locals.get("self") is model:
+            if (
+                code.co_name == "generate"
+                and "transformers" in code.co_filename
+                and frame.f_locals.get("self") is model
+            ):
                 return True
             frame = frame.f_back
         return False
@@ -158,7 +164,8 @@ def inside_generate(model) -> bool:
         del frame
 
 
-# ---------------------------------------------------------------------------------------------- generation config
+# ---------------------------------------------------------------------------------------------- generation
+# config
 GENERATION_DEFAULTS = {
     "num_beams": 1,
     "assistant_model": None,
@@ -204,7 +211,8 @@ def layer_tensors(cache, index: int):
 
 
 def layer_values(cache, index: int):
-    """``(batch, num_kv_heads, seq_len, head_dim)`` values of cache layer ``index`` (``None`` before prefill)."""
+    """``(batch, num_kv_heads, seq_len, head_dim)`` values of cache layer ``index`` (``None`` before
+    prefill)."""
     layers = cache_layers(cache)
     return layers[index].values if len(layers) > index else None
 
@@ -235,18 +243,21 @@ def is_dynamic_cache(cache) -> bool:
 
 
 def check_dynamic_cache(cache, indices=None, *, needed_by: str = "V-Reason", remedy: str = "") -> None:
-    """Refuse anything but a ``DynamicCache`` of plain ``DynamicLayer``\\ s at ``indices`` (default: all, and at
+    """Refuse anything but a ``DynamicCache`` of plain ``DynamicLayer``\\ s at ``indices`` (default: all, and
+    at
     least one). ``remedy`` ends the message (what the user can do instead)."""
     bad = unsupported_cache_layers(cache, indices)
     if not is_dynamic_cache(cache) or bad or (indices is None and not cache_layers(cache)):
         raise UnsupportedSettingError(
-            f"{needed_by} needs a plain DynamicCache of full-attention DynamicLayers; got {type(cache).__name__}"
+            f"{needed_by} needs a plain DynamicCache of full-attention DynamicLayers; got "
+            f"{type(cache).__name__}"
             + (f" with {', '.join(bad)}" if bad else "")
             + f". Sliding-window, static, quantized and offloaded caches are not supported{remedy}"
         )
 
 
-# ---------------------------------------------------------------------------------------------- model internals
+# ---------------------------------------------------------------------------------------------- model
+# internals
 def model_attribute(model, path: str):
     """The attribute at dotted ``path`` under ``model``, ``None`` if unset or absent.
 
@@ -285,7 +296,8 @@ def replace_layer_input(args: tuple, kwargs: dict, transform) -> tuple[tuple, di
 
 # ---------------------------------------------------------------------------------------------- auto classes
 def load_video(path: str, backend: str):
-    """``(frames, metadata)`` of a video file, decoded by transformers' own reader (``video_utils.load_video``)."""
+    """``(frames, metadata)`` of a video file, decoded by transformers' own reader
+    (``video_utils.load_video``)."""
     from transformers.video_utils import load_video as _load_video
 
     return _load_video(path, backend=backend)

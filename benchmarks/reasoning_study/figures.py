@@ -1,4 +1,5 @@
-"""Figures of the study (matplotlib, Agg): entropy curves per variant, per-problem output lengths, the sweep."""
+"""Figures of the study (matplotlib, Agg): entropy curves per variant, per-problem output lengths, the
+sweep."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 MIN_COUNT = 5  # curve points averaged over fewer sequences than this are too noisy to draw
 
@@ -43,10 +44,21 @@ def tokens_figure(records: list[dict[str, Any]], variants: list[str], path: Path
             "gained": [r for r in rows if r["correct"] and not base[r["uid"]]["correct"]],
             "lost": [r for r in rows if not r["correct"] and base[r["uid"]]["correct"]],
         }
-        for label, marker, colour in (("same", "o", "0.6"), ("gained", "^", "tab:green"), ("lost", "v", "tab:red")):
+        for label, marker, colour in (
+            ("same", "o", "0.6"),
+            ("gained", "^", "tab:green"),
+            ("lost", "v", "tab:red"),
+        ):
             g = groups[label]
-            ax.scatter([base[r["uid"]]["num_tokens"] for r in g], [r["num_tokens"] for r in g], s=14,
-                       marker=marker, c=colour, label=f"{label} ({len(g)})", alpha=0.7)
+            ax.scatter(
+                [base[r["uid"]]["num_tokens"] for r in g],
+                [r["num_tokens"] for r in g],
+                s=14,
+                marker=marker,
+                c=colour,
+                label=f"{label} ({len(g)})",
+                alpha=0.7,
+            )
         top = max([r["num_tokens"] for r in rows] + [base[u]["num_tokens"] for u in base] + [1])
         ax.plot([0, top], [0, top], lw=0.8, color="black")
         ax.set(title=name, xlabel="baseline output tokens", ylabel=f"{name} output tokens")
@@ -66,7 +78,8 @@ def sweep_figure(sweep: dict[str, dict[str, Any]], path: Path) -> None:
         s = by_task["all"]
         if s["n"]:
             points.setdefault(int(head.rsplit("_k", 1)[1]), []).append(
-                (float(lr), 100 * s["accuracy"]["value"], 100 * (s.get("changed_outputs") or 0.0)))
+                (float(lr), 100 * s["accuracy"]["value"], 100 * (s.get("changed_outputs") or 0.0))
+            )
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     base = sweep.get("baseline", {}).get("all")
     for k, pts in sorted(points.items()):
@@ -87,7 +100,9 @@ def sweep_figure(sweep: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def draw_all(summary: dict[str, Any], records: list[dict[str, Any]], folder: Path, relative_to: Path) -> dict[str, str]:
+def draw_all(
+    summary: dict[str, Any], records: list[dict[str, Any]], folder: Path, relative_to: Path
+) -> dict[str, str]:
     """Draw what the data allow; returns ``{figure: path relative to the docs page}``."""
     folder.mkdir(parents=True, exist_ok=True)
     made: dict[str, str] = {}

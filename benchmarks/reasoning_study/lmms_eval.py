@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vreason_hooks import VReasonConfig
 
@@ -25,20 +26,44 @@ from .variants import Variant
 
 
 def model_args(config: VReasonConfig, pretrained: str, trace_dir: Path, extra: str = "") -> str:
-    """``--model_args`` string: the upstream wrapper's ``pretrained``, every V-Reason field, the trace folder."""
+    """``--model_args`` string: the upstream wrapper's ``pretrained``, every V-Reason field, the trace
+    folder."""
     fields = {"pretrained": pretrained, **config.model_dump(), "trace_dir": str(trace_dir)}
-    text = ",".join(f"{k}={'none' if v is None else str(v).lower() if isinstance(v, bool) else v}"
-                    for k, v in fields.items())
+    text = ",".join(
+        f"{k}={'none' if v is None else str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in fields.items()
+    )
     return f"{text},{extra}" if extra else text
 
 
-def command(variant: Variant, task: str, model: str, pretrained: str, out_dir: Path, limit: int | None,
-            extra_model_args: str = "", extra_cli: list[str] | None = None) -> list[str]:
+def command(
+    variant: Variant,
+    task: str,
+    model: str,
+    pretrained: str,
+    out_dir: Path,
+    limit: int | None,
+    extra_model_args: str = "",
+    extra_cli: list[str] | None = None,
+) -> list[str]:
     """The lmms-eval command line of one variant (samples and traces land under ``out_dir/<variant>``)."""
     run_dir = out_dir / variant.name
-    cmd = [sys.executable, "-m", "lmms_eval", "--model", model,
-           "--model_args", model_args(variant.config, pretrained, run_dir, extra_model_args),
-           "--tasks", task, "--batch_size", "1", "--log_samples", "--output_path", str(run_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmms_eval",
+        "--model",
+        model,
+        "--model_args",
+        model_args(variant.config, pretrained, run_dir, extra_model_args),
+        "--tasks",
+        task,
+        "--batch_size",
+        "1",
+        "--log_samples",
+        "--output_path",
+        str(run_dir),
+    ]
     if limit is not None:
         cmd += ["--limit", str(limit)]
     return cmd + list(extra_cli or [])
@@ -47,8 +72,10 @@ def command(variant: Variant, task: str, model: str, pretrained: str, out_dir: P
 def _latest(folder: Path, pattern: str) -> Path:
     files = sorted(folder.rglob(pattern))
     if not files:
-        raise FileNotFoundError(f"no {pattern} under {folder}: did the lmms-eval run fail? (its exit code is "
-                                "not reliable, see docs/benchmarks/reasoning-study.md)")
+        raise FileNotFoundError(
+            f"no {pattern} under {folder}: did the lmms-eval run fail? (its exit code is "
+            "not reliable, see docs/benchmarks/reasoning-study.md)"
+        )
     return files[-1]
 
 
@@ -59,10 +86,13 @@ def _correct(value: Any) -> bool:
     return float(value) >= 1.0
 
 
-def load_records(run_dir: Path, task: str, metric: str, variant: Variant, phase: str,
-                 keep: Callable[[int], bool]) -> list[dict[str, Any]]:
+def load_records(
+    run_dir: Path, task: str, metric: str, variant: Variant, phase: str, keep: Callable[[int], bool]
+) -> list[dict[str, Any]]:
     """Study records (see ``runner.run_batch``) of the documents ``keep(doc_id)`` selects."""
-    samples = [json.loads(line) for line in _latest(run_dir, f"*_samples_{task}.jsonl").read_text().splitlines()]
+    samples = [
+        json.loads(line) for line in _latest(run_dir, f"*_samples_{task}.jsonl").read_text().splitlines()
+    ]
     traces = {}
     for line in _latest(run_dir, f"*_vreason_traces_{task}.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -72,8 +102,15 @@ def load_records(run_dir: Path, task: str, metric: str, variant: Variant, phase:
         doc = int(s["doc_id"])
         if not keep(doc):
             continue
-        base = {"uid": f"{task}/{doc}", "task": task, "index": doc, "gold": s.get("target"), "variant": variant.name,
-                "phase": phase, "config": variant.config.model_dump()}
+        base = {
+            "uid": f"{task}/{doc}",
+            "task": task,
+            "index": doc,
+            "gold": s.get("target"),
+            "variant": variant.name,
+            "phase": phase,
+            "config": variant.config.model_dump(),
+        }
         t = traces.get(doc)
         if t is None or t.get("failed") or not t.get("trace"):
             records.append(base | {"error": (t or {}).get("error") or "no trace record"})
@@ -81,26 +118,50 @@ def load_records(run_dir: Path, task: str, metric: str, variant: Variant, phase:
         trace = t["trace"]
         entropy, ema = trace["entropy"], trace["ema"]
         reply = s.get("filtered_resps")
-        records.append(base | {
-            "reply": reply if isinstance(reply, str) else json.dumps(reply), "extracted": None,
-            "extraction": "task", "correct": _correct(s[metric]), "num_tokens": t["output_tokens"],
-            "hit_budget": False, "seconds": t["time_s"], "batch_seconds": t["time_s"], "batch_size": 1,
-            **entropy_stats(entropy, ema),
-            "updates": len(trace["update_steps"]), "delta_norm": (trace["delta_norm"] or [0.0])[-1],
-            "pruned": len(trace.get("pruned", [])),
-        })
+        records.append(
+            base
+            | {
+                "reply": reply if isinstance(reply, str) else json.dumps(reply),
+                "extracted": None,
+                "extraction": "task",
+                "correct": _correct(s[metric]),
+                "num_tokens": t["output_tokens"],
+                "hit_budget": False,
+                "seconds": t["time_s"],
+                "batch_seconds": t["time_s"],
+                "batch_size": 1,
+                **entropy_stats(entropy, ema),
+                "updates": len(trace["update_steps"]),
+                "delta_norm": (trace["delta_norm"] or [0.0])[-1],
+                "pruned": len(trace.get("pruned", [])),
+            }
+        )
     return records
 
 
-def run_phase(variants: list[Variant], phase: str, args, out: Path, dry_run: bool,
-              append: Callable[[Path, list[dict[str, Any]]], None]) -> None:
+def run_phase(
+    variants: list[Variant],
+    phase: str,
+    args,
+    out: Path,
+    dry_run: bool,
+    append: Callable[[Path, list[dict[str, Any]]], None],
+) -> None:
     """One lmms-eval run per variant (skipped when its samples already exist), then its records appended."""
     limit = args.dev_n if phase == "sweep" else args.limit
     keep = (lambda d: d < args.dev_n) if phase == "sweep" else (lambda d: d >= args.dev_n)
     root = Path(args.lmms_output) / phase
     for variant in variants:
-        cmd = command(variant, args.lmms_task, args.lmms_model, args.pretrained, root, limit,
-                      args.lmms_model_args, args.lmms_cli)
+        cmd = command(
+            variant,
+            args.lmms_task,
+            args.lmms_model,
+            args.pretrained,
+            root,
+            limit,
+            args.lmms_model_args,
+            args.lmms_cli,
+        )
         print(" ".join(cmd), flush=True)
         if dry_run:
             continue

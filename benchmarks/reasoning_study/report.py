@@ -23,7 +23,11 @@ def entropy_curves(records: list[dict[str, Any]], phase: str = "test") -> dict[s
     over the sequences still running at that position (``count``)."""
     out: dict[str, dict[str, list[float]]] = {}
     for variant in dict.fromkeys(r["variant"] for r in records if r["phase"] == phase):
-        rows = [r["entropy"] for r in records if r["phase"] == phase and r["variant"] == variant and "error" not in r]
+        rows = [
+            r["entropy"]
+            for r in records
+            if r["phase"] == phase and r["variant"] == variant and "error" not in r
+        ]
         if not rows:
             continue
         length = max(len(e) for e in rows)
@@ -45,8 +49,11 @@ def entropy_curves(records: list[dict[str, Any]], phase: str = "test") -> dict[s
 
 
 def build_summary(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-    summary: dict[str, Any] = {"meta": meta, "sweep": summarise_phase(records, "sweep"),
-                               "test": summarise_phase(records, "test")}
+    summary: dict[str, Any] = {
+        "meta": meta,
+        "sweep": summarise_phase(records, "sweep"),
+        "test": summarise_phase(records, "test"),
+    }
     try:
         summary["chosen_lr"] = choose_lr(summary["sweep"])
     except ValueError:
@@ -78,9 +85,11 @@ def _paired(s: dict[str, Any]) -> tuple[str, str, str]:
 
 def variant_table(by_variant: dict[str, dict[str, Any]], task: str) -> str:
     """One markdown table: every variant on ``task`` (or ``'all'``), paired against the baseline."""
-    head = ("| variant | n | accuracy % [95% CI] (right/n) | Δ vs baseline, points [95% CI] | gained / lost | "
-            "McNemar p | changed outputs | mean tokens | at budget | s / problem | time × base | "
-            "EMA peak step | EMA peaks at last token | EMA peak (nats) | final entropy | updates | errors |")
+    head = (
+        "| variant | n | accuracy % [95% CI] (right/n) | Δ vs baseline, points [95% CI] | gained / lost | "
+        "McNemar p | changed outputs | mean tokens | at budget | s / problem | time × base | "
+        "EMA peak step | EMA peaks at last token | EMA peak (nats) | final entropy | updates | errors |"
+    )
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for name, by_task in by_variant.items():
         s = by_task.get(task)
@@ -93,7 +102,9 @@ def variant_table(by_variant: dict[str, dict[str, Any]], task: str) -> str:
             f"| {name} | {s['n']} | {_acc(s)} | {diff} | {gl} | {p} | {changed} | {_f(s['mean_tokens'])} | "
             f"{_f(100 * s['hit_budget'], '.0f') + '%' if s['hit_budget'] is not None else '–'} | "
             f"{_f(s['seconds_per_problem'], '.2f')} | {_f(s.get('time_ratio'), '.2f')} | "
-            f"{_f(s['ema_peak_step'])} | {_f(100 * s['ema_peak_at_end'], '.0f') + '%' if s.get('ema_peak_at_end') is not None else '–'} | "
+            f"{_f(s['ema_peak_step'])} | "
+            f"{_f(100 * s['ema_peak_at_end'], '.0f') + '%' if s.get('ema_peak_at_end') is not None else '–'} "
+            "| "
             f"{_f(s['ema_peak'], '.3f')} | {_f(s['final_entropy'], '.3f')} | "
             f"{_f(s['updates'])} | {err} |"
         )
@@ -101,14 +112,19 @@ def variant_table(by_variant: dict[str, dict[str, Any]], task: str) -> str:
 
 
 def sweep_table(sweep: dict[str, dict[str, Any]]) -> str:
-    head = "| setting | n | accuracy % [95% CI] | Δ vs baseline [95% CI] | gained / lost | McNemar p | changed outputs | mean tokens | updates | mean ‖ΔV‖ |"
+    head = (
+        "| setting | n | accuracy % [95% CI] | Δ vs baseline [95% CI] | gained / lost | McNemar p | "
+        "changed outputs | mean tokens | updates | mean ‖ΔV‖ |"
+    )
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for name, by_task in sweep.items():
         s = by_task["all"]
         diff, gl, p = _paired(s)
         changed = _f(100 * s["changed_outputs"], ".0f") + "%" if s.get("changed_outputs") is not None else "–"
-        lines.append(f"| {name} | {s['n']} | {_acc(s)} | {diff} | {gl} | {p} | {changed} | "
-                     f"{_f(s['mean_tokens'])} | {_f(s['updates'])} | {_f(s.get('delta_norm'), '.3g')} |")
+        lines.append(
+            f"| {name} | {s['n']} | {_acc(s)} | {diff} | {gl} | {p} | {changed} | "
+            f"{_f(s['mean_tokens'])} | {_f(s['updates'])} | {_f(s.get('delta_norm'), '.3g')} |"
+        )
     return "\n".join(lines)
 
 
@@ -116,12 +132,18 @@ def losses(records: list[dict[str, Any]], variant: str, limit: int = 4) -> str:
     """Problems the baseline got right and ``variant`` got wrong (test part), replies side by side."""
     test = [r for r in records if r["phase"] == "test" and "error" not in r]
     base = {r["uid"]: r for r in test if r["variant"] == "baseline"}
-    lost = [r for r in test if r["variant"] == variant and r["uid"] in base and base[r["uid"]]["correct"]
-            and not r["correct"]]
+    lost = [
+        r
+        for r in test
+        if r["variant"] == variant and r["uid"] in base and base[r["uid"]]["correct"] and not r["correct"]
+    ]
     if not lost:
         return f"No problem of the test part was lost by `{variant}`."
-    out = [f"`{variant}` lost {len(lost)} problem(s) the baseline solved; the first {min(limit, len(lost))}:", ""]
-    clip = lambda s: s.replace("\n", " ").replace("|", "/")[:220]  # noqa: E731
+    out = [
+        f"`{variant}` lost {len(lost)} problem(s) the baseline solved; the first {min(limit, len(lost))}:",
+        "",
+    ]
+    clip = lambda s: s.replace("\n", " ").replace("|", "/")[:220]
     out += ["| problem | gold | baseline reply | variant reply |", "|---|---|---|---|"]
     for r in lost[:limit]:
         out.append(f"| {r['uid']} | {r['gold']} | {clip(base[r['uid']]['reply'])} | {clip(r['reply'])} |")
@@ -133,8 +155,11 @@ def headline(test: dict[str, dict[str, Any]]) -> str:
     base = test.get("baseline", {}).get("all")
     if not base or not base["n"]:
         return ""
-    lines = [f"- `baseline`: {100 * base['accuracy']['value']:.1f}% right ({base['accuracy']['correct']}/{base['n']}), "
-             f"{base['mean_tokens']:.1f} tokens and {base['seconds_per_problem']:.2f} s per problem."]
+    lines = [
+        f"- `baseline`: {100 * base['accuracy']['value']:.1f}% right "
+        f"({base['accuracy']['correct']}/{base['n']}), "
+        f"{base['mean_tokens']:.1f} tokens and {base['seconds_per_problem']:.2f} s per problem."
+    ]
     for name, by_task in test.items():
         s = by_task["all"]
         if name == "baseline":
@@ -144,16 +169,23 @@ def headline(test: dict[str, dict[str, Any]]) -> str:
             continue
         p = s["paired"]
         lines.append(
-            f"- `{name}`: {100 * s['accuracy']['value']:.1f}% right, {100 * p['diff']:+.1f} points against the "
+            f"- `{name}`: {100 * s['accuracy']['value']:.1f}% right, {100 * p['diff']:+.1f} points against "
+            "the "
             f"baseline (95% CI {100 * p['diff_low']:+.1f} to {100 * p['diff_high']:+.1f}; McNemar p = "
             f"{p['p_value']:.2g}; {p['gained']} gained, {p['lost']} lost of {p['n']}); reply changed on "
             f"{100 * s['changed_outputs']:.0f}% of problems; tokens ×{s['token_ratio']:.2f}, "
-            f"time ×{s['time_ratio']:.2f}.")
+            f"time ×{s['time_ratio']:.2f}."
+        )
     return "\n".join(lines)
 
 
-IDENTITY_PAIRS = [("switch_k4_paper_lr", "baseline"), ("switch_k4", "max_only"), ("switch_k4", "min_only"),
-                  ("switch_ema_first", "min_only"), ("lite", "lite_prune_only")]
+IDENTITY_PAIRS = [
+    ("switch_k4_paper_lr", "baseline"),
+    ("switch_k4", "max_only"),
+    ("switch_k4", "min_only"),
+    ("switch_ema_first", "min_only"),
+    ("lite", "lite_prune_only"),
+]
 
 
 def identical_replies(records: list[dict[str, Any]]) -> str:
@@ -173,37 +205,69 @@ def render(summary: dict[str, Any], records: list[dict[str, Any]], figures: dict
     parts = ["## Run", ""]
     for run in runs:
         m = run["machine"]
-        parts.append(f"- `{run['command']}` on {m['date']}: {m['platform']}, {m['cpus']} CPUs, "
-                     f"torch {m['torch']} ({m['torch_threads']} thread(s)), transformers {m['transformers']}"
-                     + (f", commit `{m['git_commit'][:10]}`" if m.get("git_commit") else ""))
+        parts.append(
+            f"- `{run['command']}` on {m['date']}: {m['platform']}, {m['cpus']} CPUs, "
+            f"torch {m['torch']} ({m['torch_threads']} thread(s)), transformers {m['transformers']}"
+            + (f", commit `{m['git_commit'][:10]}`" if m.get("git_commit") else "")
+        )
     if runs:
         a = runs[-1]["args"]
         all_tasks = {k: v for run in runs for k, v in run["tasks"].items()}
-        parts.append(f"- model `{runs[-1]['model']}`, greedy, max {a['max_new_tokens']} new tokens, batch "
-                     f"{a['batch_size']}, reasoning-gym seed {a['seed']}; tasks: "
-                     + "; ".join(f"`{k}` ({v})" for k, v in all_tasks.items()))
+        parts.append(
+            f"- model `{runs[-1]['model']}`, greedy, max {a['max_new_tokens']} new tokens, batch "
+            f"{a['batch_size']}, reasoning-gym seed {a['seed']}; tasks: "
+            + "; ".join(f"`{k}` ({v})" for k, v in all_tasks.items())
+        )
     if summary["sweep"]:
-        parts += ["", "## Learning-rate sweep (held-apart problems only)", "",
-                  f"Chosen learning rate: **{_f(summary['chosen_lr'], 'g')}** (rule: best pooled accuracy of the "
-                  "k=4 switch; ties to the setting that changed more outputs, then to the one nearest 3e-4).", "",
-                  sweep_table(summary["sweep"])]
+        parts += [
+            "",
+            "## Learning-rate sweep (held-apart problems only)",
+            "",
+            f"Chosen learning rate: **{_f(summary['chosen_lr'], 'g')}** (rule: best pooled accuracy of the "
+            "k=4 switch; ties to the setting that changed more outputs, then to the one nearest 3e-4).",
+            "",
+            sweep_table(summary["sweep"]),
+        ]
         if "sweep" in figures:
             parts += ["", f"![sweep]({figures['sweep']})"]
     if summary["test"]:
         tasks = [t for t in next(iter(summary["test"].values())) if t != "all"]
-        parts += ["", "## Test part: every variant at the chosen learning rate", "",
-                  "Pooled over tasks (generated from the records):", "", headline(summary["test"]), ""]
+        parts += [
+            "",
+            "## Test part: every variant at the chosen learning rate",
+            "",
+            "Pooled over tasks (generated from the records):",
+            "",
+            headline(summary["test"]),
+            "",
+        ]
         for task in ["all"] + tasks:
-            parts += [f"### {'all tasks pooled' if task == 'all' else task}", "", variant_table(summary["test"], task), ""]
+            parts += [
+                f"### {'all tasks pooled' if task == 'all' else task}",
+                "",
+                variant_table(summary["test"], task),
+                "",
+            ]
         for name in ("entropy", "tokens"):
             if name in figures:
                 parts += [f"![{name}]({figures[name]})", ""]
-        parts += ["### Which variants are the same run", "", identical_replies(records), "",
-                  "### Where V-Reason loses problems", "", losses(records, "switch_k4"), "", losses(records, "lite")]
+        parts += [
+            "### Which variants are the same run",
+            "",
+            identical_replies(records),
+            "",
+            "### Where V-Reason loses problems",
+            "",
+            losses(records, "switch_k4"),
+            "",
+            losses(records, "lite"),
+        ]
     return "\n".join(parts).rstrip() + "\n"
 
 
-def splice(existing: str | None, generated: str, title: str = "# V-Reason on a text LLM: reasoning study") -> str:
+def splice(
+    existing: str | None, generated: str, title: str = "# V-Reason on a text LLM: reasoning study"
+) -> str:
     """Replace the generated block of a page, keeping the hand-written text around it."""
     block = f"{BEGIN}\n{generated}{END}"
     if existing and BEGIN in existing and END in existing:

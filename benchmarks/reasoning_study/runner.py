@@ -36,7 +36,9 @@ def generate_batch(model, tokenizer, problems: list[Problem], variant: Variant, 
     inputs = encode(tokenizer, problems)
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    run = generate_in_session(model, inputs, variant.config, max_new_tokens, eos_token_id=eos, pad_token_id=pad)
+    run = generate_in_session(
+        model, inputs, variant.config, max_new_tokens, eos_token_id=eos, pad_token_id=pad
+    )
     ids = []
     for row in run.new_tokens.tolist():
         # Keep tokens up to and including the first EOS; what follows is padding.
@@ -57,8 +59,15 @@ def entropy_stats(entropy: list[float], ema: list[float]) -> dict[str, Any]:
     }
 
 
-def run_batch(model, tokenizer, problem_set: ProblemSet, problems: list[Problem], variant: Variant,
-              max_new_tokens: int, phase: str) -> list[dict[str, Any]]:
+def run_batch(
+    model,
+    tokenizer,
+    problem_set: ProblemSet,
+    problems: list[Problem],
+    variant: Variant,
+    max_new_tokens: int,
+    phase: str,
+) -> list[dict[str, Any]]:
     """Records of one variant on one batch. An exception (e.g. Lite not implemented yet) becomes an
     ``error`` record per problem instead of stopping the study."""
     try:

@@ -32,7 +32,8 @@ def accuracy_ci(correct: int, n: int, confidence: float = 0.95) -> Accuracy:
 
 @dataclass
 class Paired:
-    """McNemar's exact test on the problems both runs answered: ``gained`` = wrong→right, ``lost`` = right→wrong."""
+    """McNemar's exact test on the problems both runs answered: ``gained`` = wrong→right, ``lost`` =
+    right→wrong."""
 
     n: int
     gained: int
@@ -43,8 +44,9 @@ class Paired:
     diff_high: float
 
 
-def mcnemar_exact(base: list[bool], other: list[bool], confidence: float = 0.95, resamples: int = 10000,
-                  seed: int = 0) -> Paired:
+def mcnemar_exact(
+    base: list[bool], other: list[bool], confidence: float = 0.95, resamples: int = 10000, seed: int = 0
+) -> Paired:
     """Exact McNemar test (two-sided binomial test on the discordant pairs) plus a paired bootstrap CI of
     the accuracy difference ``other - base``."""
     if len(base) != len(other):
@@ -57,8 +59,12 @@ def mcnemar_exact(base: list[bool], other: list[bool], confidence: float = 0.95,
     low = high = diff
     if len(a) and discordant:
         res = stats.bootstrap(
-            (b.astype(float) - a.astype(float),), np.mean, confidence_level=confidence, n_resamples=resamples,
-            method="percentile", random_state=np.random.default_rng(seed),
+            (b.astype(float) - a.astype(float),),
+            np.mean,
+            confidence_level=confidence,
+            n_resamples=resamples,
+            method="percentile",
+            random_state=np.random.default_rng(seed),
         )
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return Paired(len(a), gained, lost, p, diff, low, high)
@@ -94,7 +100,9 @@ def summarise(records: list[dict[str, Any]], baseline: list[dict[str, Any]] | No
         "mean_entropy": _mean(_mean(r["entropy"]) for r in ok),
         "updates": _mean(r["updates"] for r in ok),
         "delta_norm": _mean(r["delta_norm"] for r in ok),
-        "extraction": {m: sum(r["extraction"] == m for r in ok) for m in ("tag", "equals", "last_number", "none")},
+        "extraction": {
+            m: sum(r["extraction"] == m for r in ok) for m in ("tag", "equals", "last_number", "none")
+        },
     }
     if baseline is not None:
         base = {r["uid"]: r for r in baseline if "error" not in r}
@@ -102,10 +110,10 @@ def summarise(records: list[dict[str, Any]], baseline: list[dict[str, Any]] | No
         paired = mcnemar_exact([base[r["uid"]]["correct"] for r in shared], [r["correct"] for r in shared])
         summary["paired"] = asdict(paired)
         summary["changed_outputs"] = _mean(float(r["reply"] != base[r["uid"]]["reply"]) for r in shared)
-        summary["token_ratio"] = (
-            sum(r["num_tokens"] for r in shared) / max(1, sum(base[r["uid"]]["num_tokens"] for r in shared))
+        summary["token_ratio"] = sum(r["num_tokens"] for r in shared) / max(
+            1, sum(base[r["uid"]]["num_tokens"] for r in shared)
         )
-        summary["time_ratio"] = (
-            sum(r["seconds"] for r in shared) / max(1e-9, sum(base[r["uid"]]["seconds"] for r in shared))
+        summary["time_ratio"] = sum(r["seconds"] for r in shared) / max(
+            1e-9, sum(base[r["uid"]]["seconds"] for r in shared)
         )
     return summary

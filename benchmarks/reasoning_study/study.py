@@ -11,8 +11,9 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .runner import run_batch
 from .stats import summarise
@@ -58,16 +59,25 @@ def add_run(meta_path: Path, run: dict[str, Any]) -> None:
 
 def batches(problem_lists: Iterable[list[Problem]], size: int) -> list[list[Problem]]:
     """Batches of each task's problems, tasks interleaved so that a partial run covers every task."""
-    per_task = [[probs[i:i + size] for i in range(0, len(probs), size)] for probs in problem_lists]
+    per_task = [[probs[i : i + size] for i in range(0, len(probs), size)] for probs in problem_lists]
     out = []
     for i in range(max((len(b) for b in per_task), default=0)):
         out.extend(b[i] for b in per_task if i < len(b))
     return out
 
 
-def run_phase(model, tokenizer, sets: dict[str, ProblemSet], problems: dict[str, list[Problem]],
-              variants: list[Variant], phase: str, out: Path, batch_size: int, max_new_tokens: int,
-              progress: Callable[[str], None] = print) -> None:
+def run_phase(
+    model,
+    tokenizer,
+    sets: dict[str, ProblemSet],
+    problems: dict[str, list[Problem]],
+    variants: list[Variant],
+    phase: str,
+    out: Path,
+    batch_size: int,
+    max_new_tokens: int,
+    progress: Callable[[str], None] = print,
+) -> None:
     """Every variant on every batch; variants interleaved per batch (order rotated) so that machine noise
     hits all of them alike and a partial run stays paired."""
     done = {(r["phase"], r["variant"], r["uid"]) for r in read_records(out)}
@@ -82,8 +92,10 @@ def run_phase(model, tokenizer, sets: dict[str, ProblemSet], problems: dict[str,
             append_records(out, records)
             right = sum(r.get("correct", False) for r in records)
             err = " ERROR " + records[0]["error"] if "error" in records[0] else ""
-            progress(f"[{phase}] batch {b} {todo[0].task} {variant.name}: {right}/{len(records)} "
-                     f"{records[0].get('batch_seconds', 0):.1f}s{err}")
+            progress(
+                f"[{phase}] batch {b} {todo[0].task} {variant.name}: {right}/{len(records)} "
+                f"{records[0].get('batch_seconds', 0):.1f}s{err}"
+            )
 
 
 def summarise_phase(records: list[dict[str, Any]], phase: str) -> dict[str, dict[str, Any]]:
@@ -111,7 +123,9 @@ def common_records(records: list[dict[str, Any]], phase: str) -> list[dict[str, 
     # on a subset on request, are compared on the problems they have.
     diagnostic = {v.name for v in diagnostic_variants(0.0)}
     main = [v for v in variants if v not in diagnostic]
-    common = set.intersection(*({r["uid"] for r in mine if r["variant"] == v} for v in main)) if main else set()
+    common = (
+        set.intersection(*({r["uid"] for r in mine if r["variant"] == v} for v in main)) if main else set()
+    )
     return [r for r in mine if r["uid"] in common or r["variant"] in diagnostic]
 
 
@@ -129,8 +143,9 @@ def choose_lr(sweep: dict[str, dict[str, Any]], k: int = 4) -> float:
         lr, step = _grid_point(name)
         if step != k:
             continue
-        candidates.append((cfg["accuracy"]["value"], cfg.get("changed_outputs") or 0.0,
-                           -abs(math.log(lr / PAPER_LR)), lr))
+        candidates.append(
+            (cfg["accuracy"]["value"], cfg.get("changed_outputs") or 0.0, -abs(math.log(lr / PAPER_LR)), lr)
+        )
     if not candidates:
         raise ValueError(f"no k={k} switch variant in the sweep")
     return max(candidates)[-1]

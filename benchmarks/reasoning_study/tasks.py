@@ -72,5 +72,6 @@ class ProblemSet:
 
 
 def split(problems: list[Problem], dev_n: int) -> tuple[list[Problem], list[Problem]]:
-    """The first ``dev_n`` problems tune the learning rate; the rest are the test part, never used to choose."""
+    """The first ``dev_n`` problems tune the learning rate; the rest are the test part, never used to
+    choose."""
     return problems[:dev_n], problems[dev_n:]

@@ -38,6 +38,7 @@ def study_variants(lr: float, include_paper_lr: bool = True) -> list[Variant]:
     With ``include_paper_lr`` and ``lr`` different from the paper's 3e-4, the switch at 3e-4 is added too, so
     the test part shows both the paper's default and the tuned setting.
     """
+
     def cfg(**overrides) -> VReasonConfig:
         return VReasonConfig(**{"lr": lr, **overrides})
 
@@ -52,14 +53,21 @@ def study_variants(lr: float, include_paper_lr: bool = True) -> list[Variant]:
         Variant("lite", cfg(lite=True), "Lite: half of the span (the prompt) pruned after prefill"),
     ]
     if include_paper_lr and lr != PAPER_LR:
-        variants.insert(2, Variant("switch_k4_paper_lr", VReasonConfig(lr=PAPER_LR), "k=4 at the paper's lr 3e-4"))
+        variants.insert(
+            2, Variant("switch_k4_paper_lr", VReasonConfig(lr=PAPER_LR), "k=4 at the paper's lr 3e-4")
+        )
     return variants
 
 
 def diagnostic_variants(lr: float) -> list[Variant]:
     """Extra variants run on request (``--only``) to explain a result, e.g. Lite's pruning without ΔV."""
-    return [Variant("lite_prune_only", VReasonConfig(lr=lr, lite=True, objective="none"),
-                    "Lite's pruning alone: ΔV never updated")]
+    return [
+        Variant(
+            "lite_prune_only",
+            VReasonConfig(lr=lr, lite=True, objective="none"),
+            "Lite's pruning alone: ΔV never updated",
+        )
+    ]
 
 
 def sweep_variants(grid: list[tuple[float, int]]) -> list[Variant]:

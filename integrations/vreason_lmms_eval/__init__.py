@@ -11,6 +11,7 @@ docs/lmms-eval.md.
 from .upstream import ensure_filelock_api
 
 # lmms-eval imports this package while it builds its model registry, before any run: the place to put back
-# what a newer filelock removed, for every model of the run (the upstream baseline's too, so that both sides of
+# what a newer filelock removed, for every model of the run (the upstream baseline's too, so that both sides
+# of
 # a comparison run in one environment).
 FILELOCK_API = ensure_filelock_api()

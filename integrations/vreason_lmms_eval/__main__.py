@@ -1,7 +1,8 @@
 """``python -m vreason_lmms_eval``: write the offline synthetic task or a tiny checkpoint.
 
-    python -m vreason_lmms_eval make-task /tmp/vsynth --n 16
-    python -m vreason_lmms_eval make-checkpoint /tmp/tiny-qwen --family qwen2_5_vl   # or qwen3_vl, llava_onevision
+python -m vreason_lmms_eval make-task /tmp/vsynth --n 16
+python -m vreason_lmms_eval make-checkpoint /tmp/tiny-qwen --family qwen2_5_vl   # or qwen3_vl,
+llava_onevision
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     task.add_argument("--seed", type=int, default=0)
     task.add_argument("--frames", type=int, default=8)
     task.add_argument("--size", type=int, default=64, help="frame side in pixels")
-    ckpt = sub.add_parser("make-checkpoint", help="write a tiny random-weight checkpoint usable as pretrained=DIR")
+    ckpt = sub.add_parser(
+        "make-checkpoint", help="write a tiny random-weight checkpoint usable as pretrained=DIR"
+    )
     ckpt.add_argument("out_dir")
     ckpt.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl", "llava_onevision"], default="qwen2_5_vl")
     ckpt.add_argument("--seed", type=int, default=0)

@@ -20,7 +20,8 @@ from . import upstream
 
 
 def rename_pending_task_manager(prompt_model: str, own_names: tuple[str, ...]) -> bool:
-    """Rename the pending ``TaskManager`` from one of ``own_names`` to ``prompt_model``; True if it carries it.
+    """Rename the pending ``TaskManager`` from one of ``own_names`` to ``prompt_model``; True if it carries
+    it.
 
     Only a manager that still carries one of our own names is touched, so an explicit
     ``TaskManager(model_name=...)`` passed to ``simple_evaluate`` by a user wins.
@@ -28,8 +29,10 @@ def rename_pending_task_manager(prompt_model: str, own_names: tuple[str, ...]) -
     manager = upstream.pending_task_manager()
     if manager is None:
         eval_logger.warning(
-            f"V-Reason: no lmms-eval TaskManager found while building the model; tasks pick prompts by the name "
-            f"they were given. For the baseline's prompts pass task_manager=TaskManager(model_name={prompt_model!r})."
+            "V-Reason: no lmms-eval TaskManager found while building the model; tasks pick prompts by the "
+            "name "
+            "they were given. For the baseline's prompts pass "
+            f"task_manager=TaskManager(model_name={prompt_model!r})."
         )
         return False
     current = upstream.task_manager_model_name(manager)

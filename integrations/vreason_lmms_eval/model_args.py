@@ -45,7 +45,9 @@ def _allows_none(annotation) -> bool:
     return (origin is typing.Union or origin is types.UnionType) and type(None) in typing.get_args(annotation)
 
 
-def split_model_args(model: str, kwargs: dict[str, Any], upstream_keys: set[str]) -> tuple[VReasonConfig, IntegrationOptions, dict]:
+def split_model_args(
+    model: str, kwargs: dict[str, Any], upstream_keys: set[str]
+) -> tuple[VReasonConfig, IntegrationOptions, dict]:
     """``(config, options, upstream_kwargs)`` from the keyword arguments lmms-eval passed to the model.
 
     Raises :class:`ModelArgsError` for an unknown key or a bad value, naming it.
@@ -58,7 +60,11 @@ def split_model_args(model: str, kwargs: dict[str, Any], upstream_keys: set[str]
     config_args, options, upstream = {}, {}, {}
     for key, value in kwargs.items():
         if key in config_fields:
-            if isinstance(value, str) and value.lower() in NONE_WORDS and _allows_none(config_fields[key].annotation):
+            if (
+                isinstance(value, str)
+                and value.lower() in NONE_WORDS
+                and _allows_none(config_fields[key].annotation)
+            ):
                 value = None
             config_args[key] = value
         elif key in option_fields:
@@ -68,10 +74,13 @@ def split_model_args(model: str, kwargs: dict[str, Any], upstream_keys: set[str]
         else:
             raise ModelArgsError(
                 f"{model}: unknown --model_args key {key!r}. V-Reason keys: {', '.join(config_fields)}; "
-                f"integration keys: {', '.join(sorted(option_fields))}; upstream keys: {', '.join(sorted(upstream_keys))}"
+                f"integration keys: {', '.join(sorted(option_fields))}; upstream keys: "
+                f"{', '.join(sorted(upstream_keys))}"
             )
     try:
         config = VReasonConfig.model_validate(config_args)
     except ValidationError as err:
-        raise ModelArgsError(f"{model}: bad --model_args value: {validation_message(err, noun='', values=config_args)}") from None
+        raise ModelArgsError(
+            f"{model}: bad --model_args value: {validation_message(err, noun='', values=config_args)}"
+        ) from None
     return config, IntegrationOptions(**options), upstream

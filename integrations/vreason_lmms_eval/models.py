@@ -31,11 +31,16 @@ VALID_ATTN = (None, "flash_attention_2", "sdpa", "eager")
 
 
 def _cpu_fallback(device, device_map, cuda_default_map):
-    """Upstream defaults assume CUDA (``device="cuda"``, ``device_map="auto"``); on a CPU-only machine use the CPU."""
+    """Upstream defaults assume CUDA (``device="cuda"``, ``device_map="auto"``); on a CPU-only machine use the
+    CPU."""
     if torch.cuda.is_available():
         return device, device_map
     device = "cpu" if device in (None, "", "cuda") or str(device).startswith("cuda") else device
-    device_map = device if device_map in (None, "", "auto", cuda_default_map) or str(device_map).startswith("cuda") else device_map
+    device_map = (
+        device
+        if device_map in (None, "", "auto", cuda_default_map) or str(device_map).startswith("cuda")
+        else device_map
+    )
     return device, device_map
 
 
@@ -54,7 +59,9 @@ class _Loader(VReasonModel):
         """Upstream defaults, our extra ones, then the user's; checked like upstream checks them."""
         args = {**upstream_arguments(self.UPSTREAM), **self.EXTRA_ARGS, **kwargs}
         if args["attn_implementation"] not in VALID_ATTN:
-            raise ValueError(f"attn_implementation must be one of {list(VALID_ATTN)}, got {args['attn_implementation']}")
+            raise ValueError(
+                f"attn_implementation must be one of {list(VALID_ATTN)}, got {args['attn_implementation']}"
+            )
         lmms.__init__(self)
         return args
 
@@ -107,7 +114,9 @@ class _QwenLoader(_Loader):
             setattr(self, name, args[name])
         reasoning = args["reasoning_prompt"]
         self.reasoning_prompt = reasoning.replace("\\n", "\n") if reasoning else None
-        self.processor = AutoProcessor.from_pretrained(pretrained, max_pixels=self.max_pixels, min_pixels=self.min_pixels)
+        self.processor = AutoProcessor.from_pretrained(
+            pretrained, max_pixels=self.max_pixels, min_pixels=self.min_pixels
+        )
         self._tokenizer = AutoTokenizer.from_pretrained(pretrained)
         self.system_prompt = args["system_prompt"]
         self.interleave_visuals = args["interleave_visuals"]
@@ -211,7 +220,8 @@ class VReasonHF(_Loader, _HFChat):
     """``vreason_hf``: lmms-eval's generic ``huggingface`` chat model under V-Reason, for any checkpoint whose
     ``model_type`` has a V-Reason adapter (checked before loading).
 
-    Upstream's ``generate_until`` runs unchanged. Loading follows its ``__init__`` (same arguments, ``bfloat16``,
+    Upstream's ``generate_until`` runs unchanged. Loading follows its ``__init__`` (same arguments,
+    ``bfloat16``,
     ``AutoProcessor`` / ``AutoTokenizer``, system / reasoning prompt) with two fixes without which upstream
     cannot generate on transformers 5: the model is loaded with its language-model head
     (:func:`vreason_hooks.upstream.generation_auto_class`; upstream falls back to ``AutoModel``), and the
@@ -234,8 +244,10 @@ class VReasonHF(_Loader, _HFChat):
         auto = hf_upstream.generation_auto_class(config) or (AutoModel if remote else None)
         if auto is None:
             raise ValueError(
-                f"{self.MODEL_NAME}: pretrained={pretrained} ({config.model_type}) has no transformers class with a "
-                "language-model head (AutoModelForCausalLM / AutoModelForImageTextToText), so it cannot generate"
+                f"{self.MODEL_NAME}: pretrained={pretrained} ({config.model_type}) has no transformers class "
+                "with a "
+                "language-model head (AutoModelForCausalLM / AutoModelForImageTextToText), so it cannot "
+                "generate"
             )
         self._model = auto.from_pretrained(pretrained, trust_remote_code=remote, **model_kwargs).eval()
         self.max_num_frames = args["max_num_frames"]
@@ -264,6 +276,7 @@ class VReasonLlavaVideo(VReasonModel, _LlavaSimple):
         _LlavaSimple.__init__(self, **args)
         if not hasattr(self.model.config, "video_token_index"):
             raise ValueError(
-                f"{self.MODEL_NAME}: pretrained={args['pretrained']} is a {type(self.model).__name__}; V-Reason needs a "
+                f"{self.MODEL_NAME}: pretrained={args['pretrained']} is a {type(self.model).__name__}; "
+                "V-Reason needs a "
                 "LLaVA-OneVision / LLaVA-Video checkpoint (a video token to control)"
             )

@@ -43,9 +43,16 @@ class DocRecord:
     def to_dict(self) -> dict[str, Any]:
         trace = self.trace or {}
         return {
-            "task": self.task, "doc_id": self.doc_id, "rank": self.rank, "failed": self.failed, "error": self.error,
-            "output_tokens": self.output_tokens, "time_s": self.time_s, "generate_s": self.generate_s,
-            "peak_step": trace.get("peak_step"), "num_updates": len(trace.get("update_steps", [])),
+            "task": self.task,
+            "doc_id": self.doc_id,
+            "rank": self.rank,
+            "failed": self.failed,
+            "error": self.error,
+            "output_tokens": self.output_tokens,
+            "time_s": self.time_s,
+            "generate_s": self.generate_s,
+            "peak_step": trace.get("peak_step"),
+            "num_updates": len(trace.get("update_steps", [])),
             "trace": self.trace,
         }
 
@@ -83,7 +90,9 @@ class Records:
             files = {}
             for task in sorted({r["task"] for r in records}):
                 path = out_dir / f"{stamp}_vreason_traces_{task}.jsonl"
-                path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in records if r["task"] == task))
+                path.write_text(
+                    "".join(json.dumps(r, allow_nan=False) + "\n" for r in records if r["task"] == task)
+                )
                 files[task] = str(path)
             summary["files"] = files
             (out_dir / f"{stamp}_vreason_summary.json").write_text(json.dumps(summary, indent=1))
@@ -111,7 +120,11 @@ def summarise(records: list[dict[str, Any]], model: str, config: dict[str, Any])
         "mean_generate_s": _mean([r["generate_s"] for r in ok]),
         "mean_peak_step": _mean([r["peak_step"] for r in ok]),
         "mean_relative_peak": _mean(
-            [r["peak_step"] / max(r["output_tokens"] - 1, 1) for r in ok if r["peak_step"] is not None and r["output_tokens"]]
+            [
+                r["peak_step"] / max(r["output_tokens"] - 1, 1)
+                for r in ok
+                if r["peak_step"] is not None and r["output_tokens"]
+            ]
         ),
         "updates": sum(r["num_updates"] for r in ok),
         "failed": [{"task": r["task"], "doc_id": r["doc_id"], "error": r["error"]} for r in failed],
@@ -124,7 +137,8 @@ def log_summary(summary: dict[str, Any]) -> None:
 
     eval_logger.info(
         f"V-Reason summary ({summary['model']}): {summary['completed']}/{summary['documents']} documents, "
-        f"mean output tokens {fmt(summary['mean_output_tokens'])}, mean time/doc {fmt(summary['mean_time_s'])} s, "
+        f"mean output tokens {fmt(summary['mean_output_tokens'])}, mean time/doc "
+        f"{fmt(summary['mean_time_s'])} s, "
         f"mean entropy-peak position {fmt(summary['mean_peak_step'])}, updates {summary['updates']}"
     )
     if summary["failed"]:

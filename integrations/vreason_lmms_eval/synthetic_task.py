@@ -3,7 +3,8 @@
 :func:`make_task` writes a folder that ``lmms-eval --include_path DIR --tasks vreason_synth`` runs: the clips
 of :mod:`vreason_hooks.apps.video_clips`, ``data.jsonl`` (one question per clip), the task YAML and its
 ``utils.py``. Scoring: the answer :func:`vreason_hooks.apps.answers.extract_answer` reads (the last complete
-``<answer>...</answer>``, else an unclosed last one, else the whole output; docs/method.md) must name the right
+``<answer>...</answer>``, else an unclosed last one, else the whole output; docs/method.md) must name the
+right
 option, by its letter or by its text.
 """
 
@@ -28,10 +29,19 @@ def make_task(out_dir: str | Path, n: int = 16, seed: int = 0, frames: int = 8, 
     data = out_dir / "data.jsonl"
     with data.open("w") as f:
         for item in items:
-            f.write(json.dumps({
-                "id": item.id, "kind": item.kind, "video": str(out_dir / "videos" / item.video),
-                "question": item.question, "options": item.options, "answer": item.answer,
-            }) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": item.id,
+                        "kind": item.kind,
+                        "video": str(out_dir / "videos" / item.video),
+                        "question": item.question,
+                        "options": item.options,
+                        "answer": item.answer,
+                    }
+                )
+                + "\n"
+            )
     template = Path(__file__).parent / "tasks" / TASK
     # json.dumps gives a quoted YAML string that survives any path.
     yaml_text = (template / f"{TASK}.yaml").read_text().replace('"__DATA_FILE__"', json.dumps(str(data)))
@@ -71,7 +81,9 @@ def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     return {"accuracy": float(letter == doc["answer"]), "answer_tag_rate": float(has_answer_tag(output))}
 
 
-def build_requests(task_dir: str | Path, limit: int | None = None, model_name: str = "qwen2_5_vl", task_type: str = "chat"):
+def build_requests(
+    task_dir: str | Path, limit: int | None = None, model_name: str = "qwen2_5_vl", task_type: str = "chat"
+):
     """``(task, instances)``: the ``vreason_synth`` requests as lmms-eval's own task code builds them for
     ``model_name`` (its prompts), for driving models in-process (tests, benchmarks). Set
     ``lm.task_dict["vreason_synth"] = task.dataset`` on a model before calling its ``generate_until``."""

@@ -30,9 +30,11 @@ TASK_MANAGER_LOCAL = "task_manager"
 RUN_STAMP_LOCAL = "datetime_str"
 
 
-# ---------------------------------------------------------------------------------------------- calling frames
+# ---------------------------------------------------------------------------------------------- calling
+# frames
 def caller_local(name: str, kind: type | None = None):
-    """The nearest value of local ``name`` (of type ``kind``) in the frames calling this one, else ``None``."""
+    """The nearest value of local ``name`` (of type ``kind``) in the frames calling this one, else
+    ``None``."""
     frame = inspect.currentframe()
     try:
         for _ in range(MAX_FRAMES_UP):
@@ -109,7 +111,8 @@ def _version(distribution: str) -> str | None:
 def ensure_filelock_api() -> str:
     """Make ``import filelock._api`` work (lmms-eval 0.7.3's ``simple_evaluate`` needs it).
 
-    Returns ``"native"`` (filelock has it), ``"shim"`` (we registered one) or ``"unavailable"`` (filelock moved
+    Returns ``"native"`` (filelock has it), ``"shim"`` (we registered one) or ``"unavailable"`` (filelock
+    moved
     again: a warning says so, and lmms-eval runs will fail with "No module named 'filelock._api'").
     """
     try:
@@ -123,8 +126,10 @@ def ensure_filelock_api() -> str:
         from filelock._core._singleton import FileLockMeta
     except ImportError as err:
         eval_logger.warning(
-            f"V-Reason: filelock {_version('filelock')} has neither `filelock._api` nor the 4.3 layout ({err}); "
-            "lmms-eval runs will fail to import `filelock._api`. Install filelock<4.3 (`vreason doctor` shows the "
+            f"V-Reason: filelock {_version('filelock')} has neither `filelock._api` nor the 4.3 layout "
+            f"({err}); "
+            "lmms-eval runs will fail to import `filelock._api`. Install filelock<4.3 (`vreason doctor` "
+            "shows the "
             "supported range)"
         )
         return "unavailable"

@@ -98,7 +98,8 @@ class VReasonModel:
             return adapter_for_config(config)
         except NoAdapterError as err:
             raise NoAdapterError(
-                f"{self.MODEL_NAME}: pretrained={pretrained} is a {config.model_type!r} checkpoint and no V-Reason "
+                f"{self.MODEL_NAME}: pretrained={pretrained} is a {config.model_type!r} checkpoint and no "
+                "V-Reason "
                 f"adapter matches it ({err})"
             ) from None
 
@@ -124,7 +125,7 @@ class VReasonModel:
         size = max(1, int(self.batch_size)) if self.DOC_BATCHING else 1
         answers = []
         for start in range(0, len(requests), size):
-            answers.extend(self._run(requests[start:start + size]))
+            answers.extend(self._run(requests[start : start + size]))
         return answers
 
     def _run(self, group):
@@ -137,7 +138,9 @@ class VReasonModel:
         try:
             answers = super().generate_until(tracked)
             if len(answers) != len(group):
-                raise RuntimeError(f"upstream wrapper returned {len(answers)} answers for {len(group)} documents")
+                raise RuntimeError(
+                    f"upstream wrapper returned {len(answers)} answers for {len(group)} documents"
+                )
         except Exception as err:  # noqa: BLE001 - one bad document must not end the run
             if len(group) > 1:
                 return [a for request in group for a in self._run([request])]
@@ -147,21 +150,30 @@ class VReasonModel:
         traces = self.vreason.pop_traces()  # popped: the session's memory stays flat over a long run
         if len(group) == 1:
             by_doc = {group[0].doc_id: traces[-1] if traces else None}
-        elif len(order := self._rows(group, seen)) == len(traces):  # rows follow the order messages were built
+        elif len(order := self._rows(group, seen)) == len(
+            traces
+        ):  # rows follow the order messages were built
             by_doc = dict(zip(order, traces))
         else:
-            eval_logger.warning("V-Reason: could not match batch rows to documents; traces of this batch dropped")
+            eval_logger.warning(
+                "V-Reason: could not match batch rows to documents; traces of this batch dropped"
+            )
             by_doc = {}
         for request in group:
             if (request.metadata or {}).get("__padding_only__"):
                 continue  # a rank's filler copy of a document it already ran
             trace = by_doc.get(request.doc_id)
-            self._vreason_records.add(DocRecord(
-                task=request.task_name, doc_id=int(request.doc_id), rank=self.rank,
-                output_tokens=trace.num_tokens if trace is not None else None,
-                time_s=elapsed / len(group), generate_s=self._generate_s,
-                trace=trace.to_dict() if trace is not None else None,
-            ))
+            self._vreason_records.add(
+                DocRecord(
+                    task=request.task_name,
+                    doc_id=int(request.doc_id),
+                    rank=self.rank,
+                    output_tokens=trace.num_tokens if trace is not None else None,
+                    time_s=elapsed / len(group),
+                    generate_s=self._generate_s,
+                    trace=trace.to_dict() if trace is not None else None,
+                )
+            )
         return answers
 
     @staticmethod
@@ -200,11 +212,19 @@ class VReasonModel:
     def _record_failure(self, request, err: Exception) -> None:
         message = _describe(err) + self._videos_note(request)
         eval_logger.error(
-            f"V-Reason: document {request.task_name}/{request.doc_id} failed, answered with '' and skipped: {message}"
+            f"V-Reason: document {request.task_name}/{request.doc_id} failed, answered with '' and skipped: "
+            f"{message}"
         )
         if not (request.metadata or {}).get("__padding_only__"):
-            self._vreason_records.add(DocRecord(task=request.task_name, doc_id=int(request.doc_id), rank=self.rank,
-                                                failed=True, error=message[:2000]))
+            self._vreason_records.add(
+                DocRecord(
+                    task=request.task_name,
+                    doc_id=int(request.doc_id),
+                    rank=self.rank,
+                    failed=True,
+                    error=message[:2000],
+                )
+            )
 
     def _videos_note(self, request) -> str:
         """`` [video /x.mp4 (missing)]`` for the document's video paths, to make the log say which file."""
@@ -228,6 +248,8 @@ class VReasonModel:
         options: IntegrationOptions = self.vreason_options
         out_dir = Path(options.trace_dir) if options.trace_dir else cli_output_dir()
         if out_dir is None and self.rank == 0:
-            eval_logger.warning("V-Reason: no --output_path and no trace_dir=; per-document traces are not written")
+            eval_logger.warning(
+                "V-Reason: no --output_path and no trace_dir=; per-document traces are not written"
+            )
         self.vreason_summary = self._vreason_records.finish(out_dir, self._vreason_stamp, self.rank)
         return super().clean()

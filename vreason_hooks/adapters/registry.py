@@ -19,12 +19,16 @@ ENTRY_POINT_GROUP = "vreason_hooks.adapters"
 """Third-party packages add specs here: the entry point loads to a spec path, a list of paths, an
 :class:`AdapterSpec`, or a callable returning any of these."""
 
-HOW_TO_ADD = "add one with a spec file (docs/adding-a-model.md) and pass attach(model, adapter='my_model.toml')"
+HOW_TO_ADD = (
+    "add one with a spec file (docs/adding-a-model.md) and pass attach(model, adapter='my_model.toml')"
+)
 
 
 def builtin_spec_paths() -> list[Path]:
     """The spec files shipped in ``vreason_hooks/adapters/specs``."""
-    return sorted(Path(str(p)) for p in files(__package__).joinpath("specs").iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        Path(str(p)) for p in files(__package__).joinpath("specs").iterdir() if p.name.endswith(".toml")
+    )
 
 
 def _plugin_specs() -> list[AdapterSpec]:
@@ -35,7 +39,9 @@ def _plugin_specs() -> list[AdapterSpec]:
             loaded = loaded()
         for item in loaded if isinstance(loaded, (list, tuple)) else [loaded]:
             spec = item if isinstance(item, AdapterSpec) else load_spec(item)
-            specs.append(spec.model_copy(update={"source": spec.source or f"entry point {ep.name} ({ep.value})"}))
+            specs.append(
+                spec.model_copy(update={"source": spec.source or f"entry point {ep.name} ({ep.value})"})
+            )
     return specs
 
 
@@ -62,7 +68,8 @@ def find_adapter(model: nn.Module) -> AdapterSpec:
     config = getattr(unwrap_model(model), "config", None)
     if config is None:
         raise NoAdapterError(
-            f"{type(model).__name__} is not a transformers model (it has no .config), so no adapter can match it; "
+            f"{type(model).__name__} is not a transformers model (it has no .config), so no adapter can "
+            "match it; "
             f"attach a PreTrainedModel (a pipeline's .model). Available: {_names()}; {HOW_TO_ADD}"
         )
     return adapter_for_config(config, model_class=type(unwrap_model(model)).__name__)
@@ -75,7 +82,8 @@ def adapter_for_config(config, model_class: str | None = None) -> AdapterSpec:
             return spec
     shown = f" ({model_class})" if model_class else ""
     raise NoAdapterError(
-        f"no adapter matches model_type={getattr(config, 'model_type', None)!r}{shown}; available: {_names()}; "
+        f"no adapter matches model_type={getattr(config, 'model_type', None)!r}{shown}; available: "
+        f"{_names()}; "
         f"{HOW_TO_ADD}"
     )
 
@@ -106,42 +114,46 @@ class ResolvedAdapter:
 
 def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -> ResolvedAdapter:
     """Pick the spec (auto, by name, by path, or given) and find its modules in ``model``."""
+    from torch import nn
+
+    from .. import upstream
+
     spec = _pick_spec(model, adapter)
     hf_model = unwrap_model(model)
     config = getattr(hf_model, "config", None)
     if config is not None:
         spec.check_config(config)
-
-    def module(key: str) -> nn.Module:
-        path = getattr(spec.modules, key)
-        try:
-            return hf_model.get_submodule(path)
-        except AttributeError:
-            raise SpecError(
-                f"{spec.where()}: key 'modules.{key}': {type(hf_model).__name__} has no "
-                f"submodule {path!r}"
-            ) from None
-
-    from torch import nn
-
-    layers = module("decoder_layers")
+    layers = _submodule(spec, hf_model, "decoder_layers")
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise SpecError(
             f"{spec.where()}: key 'modules.decoder_layers': {spec.modules.decoder_layers!r} "
             "is not a non-empty nn.ModuleList"
         )
-    from .. import upstream
-
-    if spec.positions.rope_deltas is not None and not upstream.has_model_attribute(hf_model, spec.positions.rope_deltas):
+    if spec.positions.rope_deltas is not None and not upstream.has_model_attribute(
+        hf_model, spec.positions.rope_deltas
+    ):
         raise SpecError(
             f"{spec.where()}: key 'positions.rope_deltas': {type(hf_model).__name__} has no attribute "
             f"{spec.positions.rope_deltas!r}"
         )
     last = layers[-1]
-    final_norm, lm_head = module("final_norm"), module("lm_head")
+    final_norm, lm_head = _submodule(spec, hf_model, "final_norm"), _submodule(spec, hf_model, "lm_head")
     _check_kinds(spec, hf_model, final_norm, lm_head)
     spec.span_token_id(hf_model.config)  # a bad span.token_id_field fails here, not at the first generate
-    return ResolvedAdapter(spec, hf_model, last, final_norm, lm_head, upstream.layer_index(last, len(layers) - 1))
+    return ResolvedAdapter(
+        spec, hf_model, last, final_norm, lm_head, upstream.layer_index(last, len(layers) - 1)
+    )
+
+
+def _submodule(spec: AdapterSpec, hf_model: nn.Module, key: str) -> nn.Module:
+    """The module at the spec's ``modules.<key>`` path; a :class:`SpecError` naming the key if absent."""
+    path = getattr(spec.modules, key)
+    try:
+        return hf_model.get_submodule(path)
+    except AttributeError:
+        raise SpecError(
+            f"{spec.where()}: key 'modules.{key}': {type(hf_model).__name__} has no submodule {path!r}"
+        ) from None
 
 
 def _pick_spec(model: nn.Module, adapter: str | Path | AdapterSpec | None) -> AdapterSpec:
@@ -157,30 +169,40 @@ def _pick_spec(model: nn.Module, adapter: str | Path | AdapterSpec | None) -> Ad
 
 
 def _check_kinds(spec: AdapterSpec, hf_model: nn.Module, final_norm: nn.Module, lm_head: nn.Module) -> None:
-    """Refuse a spec whose ``final_norm`` / ``lm_head`` paths name the wrong kind of module.
+    """Refuse a spec whose ``final_norm`` / ``lm_head`` paths name the wrong kind of module."""
+    text = (
+        hf_model.config.get_text_config() if hasattr(hf_model.config, "get_text_config") else hf_model.config
+    )
+    where = spec.source or spec.name
+    _check_lm_head(spec, where, lm_head, getattr(text, "vocab_size", None))
+    _check_final_norm(spec, where, final_norm, getattr(text, "hidden_size", None))
 
-    The LM head must map hidden states to vocabulary logits: not an embedding, and a 2-D ``weight`` (or
-    ``out_features``, for quantized linears) of ``vocab_size`` rows. The final norm must hold only 1-D
-    parameters of size ``hidden_size`` (RMSNorm / LayerNorm, or none): a decoder layer, a ``ModuleList`` or
-    a linear has matrices.
-    """
+
+def _check_lm_head(spec: AdapterSpec, where: str, lm_head: nn.Module, vocab: int | None) -> None:
+    """The LM head must map hidden states to vocabulary logits: not an embedding, and a 2-D ``weight`` (or
+    ``out_features``, for quantized linears) of ``vocab_size`` rows."""
     import torch
     from torch import nn
-
-    text = hf_model.config.get_text_config() if hasattr(hf_model.config, "get_text_config") else hf_model.config
-    vocab, hidden = getattr(text, "vocab_size", None), getattr(text, "hidden_size", None)
-    where = spec.source or spec.name
 
     weight = getattr(lm_head, "weight", None)
     rows = getattr(lm_head, "out_features", None)
     if rows is None and isinstance(weight, torch.Tensor) and weight.dim() == 2:
         rows = weight.shape[0]
     if isinstance(lm_head, nn.Embedding) or rows is None or (vocab is not None and rows != vocab):
-        got = type(lm_head).__name__ + (f" with {rows} outputs" if rows is not None else " without a 2-D weight")
-        raise SpecError(
-            f"adapter spec {where}: key 'modules.lm_head': {spec.modules.lm_head!r} is a {got}, not the LM head: "
-            f"point it at the Linear that maps hidden states to the {vocab} vocabulary logits (usually 'lm_head')"
+        got = type(lm_head).__name__ + (
+            f" with {rows} outputs" if rows is not None else " without a 2-D weight"
         )
+        raise SpecError(
+            f"adapter spec {where}: key 'modules.lm_head': {spec.modules.lm_head!r} is a {got}, not the LM "
+            f"head: point it at the Linear that maps hidden states to the {vocab} vocabulary logits (usually "
+            "'lm_head')"
+        )
+
+
+def _check_final_norm(spec: AdapterSpec, where: str, final_norm: nn.Module, hidden: int | None) -> None:
+    """The final norm must hold only 1-D parameters of size ``hidden_size`` (RMSNorm / LayerNorm, or none): a
+    decoder layer, a ``ModuleList`` or a linear has matrices."""
+    from torch import nn
 
     shapes = [tuple(p.shape) for p in final_norm.parameters()]
     if isinstance(final_norm, (nn.ModuleList, nn.ModuleDict, nn.Sequential)) or any(
@@ -188,6 +210,7 @@ def _check_kinds(spec: AdapterSpec, hf_model: nn.Module, final_norm: nn.Module, 
     ):
         raise SpecError(
             f"adapter spec {where}: key 'modules.final_norm': {spec.modules.final_norm!r} is a "
-            f"{type(final_norm).__name__} with parameters of shapes {shapes[:3]}{' …' if len(shapes) > 3 else ''}, not "
+            f"{type(final_norm).__name__} with parameters of shapes "
+            f"{shapes[:3]}{' …' if len(shapes) > 3 else ''}, not "
             f"a norm: point it at the norm applied after the last decoder layer (1-D weight of size {hidden})"
         )

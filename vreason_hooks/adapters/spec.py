@@ -41,9 +41,11 @@ class SpanRule(BaseModel):
     token_id_field: str | None = None
 
     @model_validator(mode="after")
-    def _field_matches_kind(self) -> "SpanRule":
+    def _field_matches_kind(self) -> SpanRule:
         if self.kind == "token" and not self.token_id_field:
-            raise ValueError("span.kind = 'token' needs span.token_id_field (a config field such as video_token_id)")
+            raise ValueError(
+                "span.kind = 'token' needs span.token_id_field (a config field such as video_token_id)"
+            )
         if self.kind == "prompt" and self.token_id_field:
             raise ValueError("span.kind = 'prompt' takes no span.token_id_field")
         return self
@@ -92,7 +94,7 @@ class PositionRule(BaseModel):
     ``rope_parameters.mrope_section``."""
 
     @model_validator(mode="after")
-    def _fields_match_kind(self) -> "PositionRule":
+    def _fields_match_kind(self) -> PositionRule:
         mrope = ("rows", "rope_deltas")
         if self.kind == "mrope":
             missing = [name for name in mrope if getattr(self, name) in (None, "")]
@@ -116,7 +118,8 @@ class ProcessorRules(BaseModel):
     """Pass ``video_metadata`` (fps, frame indices, total frames) so the model's temporal positions or
     timestamps follow the real clip timing."""
     video_kwargs: dict[str, bool | int | float | str] = {}
-    """Extra keyword arguments of the processor call (e.g. ``do_sample_frames = false``: frames are sampled)."""
+    """Extra keyword arguments of the processor call (e.g. ``do_sample_frames = false``: frames are
+    sampled)."""
 
 
 class AdapterSpec(BaseModel):
@@ -137,7 +140,8 @@ class AdapterSpec(BaseModel):
     attention: list[Literal["sdpa", "eager", "flash_attention_2"]] = ["sdpa", "eager"]
     """The attention kernels the family supports and the test matrix runs (bit-identity under each)."""
     lmms_eval_model: str | None = None
-    """The lmms-eval model name that runs this family with V-Reason (``--model NAME``), for the support table."""
+    """The lmms-eval model name that runs this family with V-Reason (``--model NAME``), for the support
+    table."""
     source: str = ""
     """Where the spec was read from (set by the loader, not written in files)."""
 
@@ -170,8 +174,10 @@ class AdapterSpec(BaseModel):
 
         if self.config.text_config is not None and getattr(config, self.config.text_config, None) is None:
             fail("config.text_config", self.config.text_config)
-        for key, value in (("span.token_id_field", self.span.token_id_field),
-                           ("config.image_token_id", self.config.image_token_id)):
+        for key, value in (
+            ("span.token_id_field", self.span.token_id_field),
+            ("config.image_token_id", self.config.image_token_id),
+        ):
             if value is not None:
                 self._token_id(config, key, value)
         if self.positions.sections_field is not None:
@@ -215,17 +221,21 @@ class AdapterSpec(BaseModel):
         value = getattr(config, field, None)
         if value is None:
             raise SpecError(
-                f"{self.where()}: key {key!r}: the model config ({type(config).__name__}) has no field {field!r}"
+                f"{self.where()}: key {key!r}: the model config ({type(config).__name__}) has no field "
+                f"{field!r}"
             )
         # bool is an int subclass: a flag such as tie_word_embeddings must not pass as token id 1.
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise SpecError(
-                f"{self.where()}: key {key!r}: config.{field} = {_short(value)} is not a token id (a non-negative "
+                f"{self.where()}: key {key!r}: config.{field} = {_short(value)} is not a token id (a "
+                "non-negative "
                 "integer); name the config field that holds the span token's id, e.g. video_token_id"
             )
         return value
 
-    def span_positions(self, config, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
+    def span_positions(
+        self, config, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> list[torch.Tensor]:
         """Controlled positions of every sequence of a prefill batch.
 
         Args:

@@ -34,7 +34,7 @@ def extract_answer(text: str | None) -> str:
     if complete:
         return complete[-1].strip()
     opened = list(_OPEN.finditer(text))
-    return (text[opened[-1].end():] if opened else text).strip()
+    return (text[opened[-1].end() :] if opened else text).strip()
 
 
 def has_answer_tag(text: str | None) -> bool:

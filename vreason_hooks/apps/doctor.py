@@ -87,14 +87,21 @@ def self_test() -> list[Check]:
         with attach(model, VReasonConfig(objective="none")):
             off = model.generate(**inputs, **settings)
         same = torch.equal(plain, off)
-        checks.append(Check("objective=none == plain generate", same, "bit-identical" if same else "OUTPUT DIFFERS"))
+        checks.append(
+            Check("objective=none == plain generate", same, "bit-identical" if same else "OUTPUT DIFFERS")
+        )
         with attach(model, VReasonConfig(lr=0.05, step_interval=2)) as session:
             model.generate(**inputs, **settings)
         updates = [len(t.update_steps) for t in session.traces]
         moved = [t.delta_norm[-1] if t.delta_norm else 0.0 for t in session.traces]
         ok = all(updates) and all(m > 0 for m in moved)
-        checks.append(Check("switch, lr 0.05, k 2: updates move ΔV", ok,
-                            f"updates per sequence {updates}, final ‖ΔV‖ {[round(m, 4) for m in moved]}"))
+        checks.append(
+            Check(
+                "switch, lr 0.05, k 2: updates move ΔV",
+                ok,
+                f"updates per sequence {updates}, final ‖ΔV‖ {[round(m, 4) for m in moved]}",
+            )
+        )
     except Exception as err:  # noqa: BLE001 - the point of the self-test is to report what broke
         checks.append(Check("self-test", False, f"{type(err).__name__}: {err}"))
     return checks
@@ -104,7 +111,11 @@ def run(print_line=print) -> int:
     """Print the report; 0 when every check passed, 1 otherwise."""
     start = time.perf_counter()
     failed = 0
-    for title, part in (("versions", version_checks), ("registered", registry_checks), ("self-test", self_test)):
+    for title, part in (
+        ("versions", version_checks),
+        ("registered", registry_checks),
+        ("self-test", self_test),
+    ):
         print_line(f"{title}:")
         for check in part():
             failed += not check.ok

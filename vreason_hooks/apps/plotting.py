@@ -28,7 +28,9 @@ def trace_label(trace: Trace, index: int = 0) -> str:
     if trace.label:
         return trace.label
     objective = trace.config.get("objective", "")
-    name = "baseline" if objective == "none" else "V-Reason" if objective == "switch" else objective or "trace"
+    name = (
+        "baseline" if objective == "none" else "V-Reason" if objective == "switch" else objective or "trace"
+    )
     return f"{name} #{index}" if index else name
 
 
@@ -52,7 +54,7 @@ def plot_traces(
     labels: Sequence[str] | None = None,
     title: str | None = None,
     dpi: int = 110,
-) -> "Path | Figure":
+) -> Path | Figure:
     """Draw one or more traces on shared axes; write a PNG (or any matplotlib format) when ``path`` is given.
 
     Args:
@@ -76,24 +78,44 @@ def plot_traces(
         raise ValueError("no traces to plot")
     labels = list(labels) if labels is not None else [trace_label(t, i) for i, t in enumerate(traces)]
     fig, (ax, strip) = plt.subplots(
-        2, 1, figsize=(8, 4.2 + 0.25 * len(traces)), sharex=True,
+        2,
+        1,
+        figsize=(8, 4.2 + 0.25 * len(traces)),
+        sharex=True,
         gridspec_kw={"height_ratios": [5, 0.45 * len(traces) + 0.3], "hspace": 0.08},
     )
     for row, (trace, label) in enumerate(zip(traces, labels)):
         colour = _COLOURS[row % len(_COLOURS)]
         steps = range(trace.num_tokens)
-        ax.plot(steps, [float("nan") if h is None else h for h in trace.entropy], color=colour, lw=0.8, alpha=0.45)
+        ax.plot(
+            steps, [float("nan") if h is None else h for h in trace.entropy], color=colour, lw=0.8, alpha=0.45
+        )
         ax.plot(steps, trace.ema, color=colour, lw=2.2, label=f"{label} ({trace.num_tokens} tokens)")
         ax.plot(steps, trace.peak, color=colour, lw=1.0, ls=":")
         if trace.peak_step is not None:
-            ax.plot([trace.peak_step], [trace.ema[trace.peak_step]], marker="*", ms=13, color=colour,
-                    markeredgecolor="black", markeredgewidth=0.6, ls="none")
+            ax.plot(
+                [trace.peak_step],
+                [trace.ema[trace.peak_step]],
+                marker="*",
+                ms=13,
+                color=colour,
+                markeredgecolor="black",
+                markeredgewidth=0.6,
+                ls="none",
+            )
         # Strip row: explore phases shaded, update steps ticked.
         y = len(traces) - 1 - row
         strip.broken_barh(explore_spans(trace.alpha), (y + 0.15, 0.7), facecolors=colour, alpha=0.35)
         if trace.update_steps:
-            strip.plot(trace.update_steps, [y + 0.5] * len(trace.update_steps), ls="none", marker="|", ms=9,
-                       color=colour, markeredgewidth=1.2)
+            strip.plot(
+                trace.update_steps,
+                [y + 0.5] * len(trace.update_steps),
+                ls="none",
+                marker="|",
+                ms=9,
+                color=colour,
+                markeredgewidth=1.2,
+            )
     # Legend entries for the line styles, so a reader does not need the docs to decode the figure.
     handles, names = ax.get_legend_handles_labels()
     style = [
@@ -103,8 +125,15 @@ def plot_traces(
         plt.Line2D([], [], color="grey", marker="*", ms=11, ls="none", markeredgecolor="black"),
     ]
     # Above the axes, so the legend never hides a curve.
-    ax.legend(handles + style, names + ["raw entropy H_t", "EMA E_t", "running peak P_t", "EMA peak"],
-              loc="lower left", bbox_to_anchor=(0.0, 1.01), fontsize=8, ncol=3, frameon=False)
+    ax.legend(
+        handles + style,
+        names + ["raw entropy H_t", "EMA E_t", "running peak P_t", "EMA peak"],
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.01),
+        fontsize=8,
+        ncol=3,
+        frameon=False,
+    )
     ax.set_ylabel("entropy (nats)")
     ax.grid(alpha=0.25)
     ax.set_ylim(bottom=0)
@@ -115,7 +144,9 @@ def plot_traces(
     strip.set_ylim(0, len(traces))
     strip.set_xlabel("generated token  (shaded: α = +1, explore;  |: ΔV update)")
     strip.grid(axis="x", alpha=0.25)
-    strip.set_xlim(left=-0.5, right=max(t.num_tokens for t in traces) - 0.5 if any(t.num_tokens for t in traces) else 1)
+    strip.set_xlim(
+        left=-0.5, right=max(t.num_tokens for t in traces) - 0.5 if any(t.num_tokens for t in traces) else 1
+    )
     if path is None:
         return fig
     path = Path(path)

@@ -22,8 +22,15 @@ class SessionRun:
     seconds: float
 
 
-def generate_in_session(model, inputs: dict, config: VReasonConfig, max_new_tokens: int, adapter=None,
-                        label: str = "", **generate_kwargs) -> SessionRun:
+def generate_in_session(
+    model,
+    inputs: dict,
+    config: VReasonConfig,
+    max_new_tokens: int,
+    adapter=None,
+    label: str = "",
+    **generate_kwargs,
+) -> SessionRun:
     """Greedy ``model.generate(**inputs)`` under ``attach(model, config)``, in ``torch.inference_mode``.
 
     ``inputs`` holds ``input_ids`` ``(batch, prompt_len)`` and whatever else the model takes (mask, pixels);
@@ -41,4 +48,4 @@ def generate_in_session(model, inputs: dict, config: VReasonConfig, max_new_toke
     traces = list(session.traces)
     for trace in traces:
         trace.label = label
-    return SessionRun(out[:, inputs["input_ids"].shape[1]:], traces, seconds)
+    return SessionRun(out[:, inputs["input_ids"].shape[1] :], traces, seconds)

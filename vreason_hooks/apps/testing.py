@@ -29,8 +29,17 @@ def _common_text(hidden: int, layers: int, heads: int, kv_heads: int, vocab: int
     )
 
 
-def tiny_qwen2_5_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                    dtype=torch.float32, heads: int = 4, kv_heads: int = 2, **ids):
+def tiny_qwen2_5_vl(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+    heads: int = 4,
+    kv_heads: int = 2,
+    **ids,
+):
     """A Qwen2.5-VL with a 2-layer text model and a 2-block vision tower.
 
     ``ids`` overrides the special token ids (``video_token_id=...`` etc.) for a real-tokenizer layout.
@@ -44,8 +53,16 @@ def tiny_qwen2_5_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers:
     config = Qwen2_5_VLConfig(
         text_config=text,
         vision_config=dict(
-            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden,
-            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1],
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=hidden,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=56,
+            fullatt_block_indexes=[1],
         ),
         image_token_id=ids.get("image_token_id", IMAGE_TOKEN),
         video_token_id=ids.get("video_token_id", VIDEO_TOKEN),
@@ -55,12 +72,25 @@ def tiny_qwen2_5_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers:
         pad_token_id=ids.get("pad_token_id", PAD),
         tie_word_embeddings=False,
     )
-    return _instantiate(Qwen2_5_VLForConditionalGeneration, config, attn, seed, dtype,
-                        ids.get("eos_token_id", EOS), ids.get("pad_token_id", PAD))
+    return _instantiate(
+        Qwen2_5_VLForConditionalGeneration,
+        config,
+        attn,
+        seed,
+        dtype,
+        ids.get("eos_token_id", EOS),
+        ids.get("pad_token_id", PAD),
+    )
 
 
-def tiny_qwen2_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                  dtype=torch.float32):
+def tiny_qwen2_vl(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+):
     """A Qwen2-VL with a 2-layer text model and a 2-block vision tower (same input layout as Qwen2.5-VL)."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
@@ -68,28 +98,55 @@ def tiny_qwen2_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: i
     half = hidden // heads // 2
     text = _common_text(hidden, layers, heads, 2, vocab)
     text["rope_parameters"] = {
-        "rope_type": "default", "rope_theta": 1e6, "mrope_section": [half - 2 * (half // 3), half // 3, half // 3]
+        "rope_type": "default",
+        "rope_theta": 1e6,
+        "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
     }
     config = Qwen2VLConfig(
         text_config=text,
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=hidden, mlp_ratio=2, num_heads=2, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN, vision_start_token_id=VISION_START,
-        vision_end_token_id=VISION_END, eos_token_id=EOS, pad_token_id=PAD, tie_word_embeddings=False,
+        vision_config=dict(
+            depth=2,
+            embed_dim=32,
+            hidden_size=hidden,
+            mlp_ratio=2,
+            num_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=IMAGE_TOKEN,
+        video_token_id=VIDEO_TOKEN,
+        vision_start_token_id=VISION_START,
+        vision_end_token_id=VISION_END,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+        tie_word_embeddings=False,
     )
     return _instantiate(Qwen2VLForConditionalGeneration, config, attn, seed, dtype)
 
 
-def tiny_llava_onevision(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                         dtype=torch.float32, **ids):
+def tiny_llava_onevision(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+    **ids,
+):
     """A LLaVA-OneVision (the transformers class of LLaVA-Video) with a tiny SigLIP tower and Qwen2 LM."""
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
     config = LlavaOnevisionConfig(
         text_config={"model_type": "qwen2", **_common_text(hidden, layers, 4, 2, vocab)},
         vision_config=dict(
-            model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, image_size=28, patch_size=14,
+            model_type="siglip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=28,
+            patch_size=14,
         ),
         image_token_index=ids.get("image_token_index", IMAGE_TOKEN),
         video_token_index=ids.get("video_token_index", VIDEO_TOKEN),
@@ -98,8 +155,15 @@ def tiny_llava_onevision(attn: str = "sdpa", seed: int = 0, hidden: int = 64, la
         image_grid_pinpoints=[[28, 28]],
         tie_word_embeddings=False,
     )
-    return _instantiate(LlavaOnevisionForConditionalGeneration, config, attn, seed, dtype,
-                        ids.get("eos_token_id", EOS), ids.get("pad_token_id", PAD))
+    return _instantiate(
+        LlavaOnevisionForConditionalGeneration,
+        config,
+        attn,
+        seed,
+        dtype,
+        ids.get("eos_token_id", EOS),
+        ids.get("pad_token_id", PAD),
+    )
 
 
 def _mrope_text(hidden: int, layers: int, vocab: int, **extra) -> dict:
@@ -109,15 +173,26 @@ def _mrope_text(hidden: int, layers: int, vocab: int, **extra) -> dict:
     text = _common_text(hidden, layers, heads, 2, vocab)
     text["head_dim"] = hidden // heads
     text["rope_parameters"] = {
-        "rope_type": "default", "rope_theta": 1e6, "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
+        "rope_type": "default",
+        "rope_theta": 1e6,
+        "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
         **extra,
     }
     return text
 
 
-def tiny_qwen3_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                  dtype=torch.float32, moe: bool = False, **ids):
-    """A Qwen3-VL (``moe=True``: Qwen3-VL-MoE, 4 experts) with a 2-layer text model and a 2-block vision tower."""
+def tiny_qwen3_vl(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+    moe: bool = False,
+    **ids,
+):
+    """A Qwen3-VL (``moe=True``: Qwen3-VL-MoE, 4 experts) with a 2-layer text model and a 2-block vision
+    tower."""
     import transformers
 
     text = _mrope_text(hidden, layers, vocab, mrope_interleaved=True)
@@ -127,8 +202,16 @@ def tiny_qwen3_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: i
     config = getattr(transformers, f"{prefix}Config")(
         text_config=text,
         vision_config=dict(
-            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden, patch_size=16,
-            spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16, deepstack_visual_indexes=[0],
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=hidden,
+            patch_size=16,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            num_position_embeddings=16,
+            deepstack_visual_indexes=[0],
         ),
         image_token_id=ids.get("image_token_id", IMAGE_TOKEN),
         video_token_id=ids.get("video_token_id", VIDEO_TOKEN),
@@ -137,7 +220,9 @@ def tiny_qwen3_vl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: i
         tie_word_embeddings=False,
     )
     model_cls = getattr(transformers, f"{prefix}ForConditionalGeneration")
-    return _instantiate(model_cls, config, attn, seed, dtype, ids.get("eos_token_id", EOS), ids.get("pad_token_id", PAD))
+    return _instantiate(
+        model_cls, config, attn, seed, dtype, ids.get("eos_token_id", EOS), ids.get("pad_token_id", PAD)
+    )
 
 
 def tiny_qwen3_vl_moe(attn: str = "sdpa", seed: int = 0, **kwargs):
@@ -145,8 +230,14 @@ def tiny_qwen3_vl_moe(attn: str = "sdpa", seed: int = 0, **kwargs):
     return tiny_qwen3_vl(attn=attn, seed=seed, moe=True, **kwargs)
 
 
-def tiny_glm4v(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-               dtype=torch.float32):
+def tiny_glm4v(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+):
     """A GLM-4.1V with a 2-layer text model and a 2-block vision tower (video frames use the image token)."""
     from transformers import Glm4vConfig, Glm4vForConditionalGeneration
 
@@ -154,91 +245,178 @@ def tiny_glm4v(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int 
     text["rope_parameters"]["mrope_section"] = [2, 1, 1]  # GLM rotates half of head_dim: sections sum to 4
     config = Glm4vConfig(
         text_config=text,
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden,
-                           patch_size=14, image_size=56, spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN, image_start_token_id=VISION_START,
-        image_end_token_id=VISION_END, video_start_token_id=VISION_START, video_end_token_id=VISION_END,
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=hidden,
+            patch_size=14,
+            image_size=56,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=IMAGE_TOKEN,
+        video_token_id=VIDEO_TOKEN,
+        image_start_token_id=VISION_START,
+        image_end_token_id=VISION_END,
+        video_start_token_id=VISION_START,
+        video_end_token_id=VISION_END,
         tie_word_embeddings=False,
     )
     return _instantiate(Glm4vForConditionalGeneration, config, attn, seed, dtype)
 
 
-def tiny_llava_next_video(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                          dtype=torch.float32):
+def tiny_llava_next_video(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+):
     """A LLaVA-NeXT-Video with a tiny CLIP tower (56 px, 4x4 patches pooled to 2x2 per frame) and Llama LM."""
     from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
 
     config = LlavaNextVideoConfig(
         text_config={"model_type": "llama", **_common_text(hidden, layers, 4, 2, vocab)},
-        vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, image_size=56, patch_size=14, projection_dim=32),
-        image_token_index=IMAGE_TOKEN, video_token_index=VIDEO_TOKEN, vision_feature_layer=-1,
-        image_grid_pinpoints=[[56, 56]], tie_word_embeddings=False,
+        vision_config=dict(
+            model_type="clip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+            projection_dim=32,
+        ),
+        image_token_index=IMAGE_TOKEN,
+        video_token_index=VIDEO_TOKEN,
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[56, 56]],
+        tie_word_embeddings=False,
     )
     return _instantiate(LlavaNextVideoForConditionalGeneration, config, attn, seed, dtype)
 
 
-def tiny_video_llama_3(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                       dtype=torch.float32):
+def tiny_video_llama_3(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+):
     """A VideoLLaMA3 with a 2-layer SigLIP-style tower (patch 14) and a 2-layer Qwen2 LM."""
     from transformers import VideoLlama3Config, VideoLlama3ForConditionalGeneration
 
     config = VideoLlama3Config(
         text_config={"model_type": "qwen2", **_common_text(hidden, layers, 4, 2, vocab)},
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           patch_size=14),
-        image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN, tie_word_embeddings=False,
+        vision_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14
+        ),
+        image_token_id=IMAGE_TOKEN,
+        video_token_id=VIDEO_TOKEN,
+        tie_word_embeddings=False,
     )
     return _instantiate(VideoLlama3ForConditionalGeneration, config, attn, seed, dtype)
 
 
-def tiny_internvl(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                  dtype=torch.float32):
+def tiny_internvl(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+):
     """An InternVL3 with a 2-layer InternViT (56 px: 4x4 patches, pixel-shuffled to 4 tokens) and Qwen2 LM."""
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
     config = InternVLConfig(
         text_config={"model_type": "qwen2", **_common_text(hidden, layers, 4, 2, vocab)},
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=[56, 56], patch_size=[14, 14]),
-        image_token_id=IMAGE_TOKEN, image_seq_length=4, tie_word_embeddings=False,
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=[56, 56],
+            patch_size=[14, 14],
+        ),
+        image_token_id=IMAGE_TOKEN,
+        image_seq_length=4,
+        tie_word_embeddings=False,
     )
     return _instantiate(InternVLForConditionalGeneration, config, attn, seed, dtype)
 
 
-def tiny_smolvlm(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                 dtype=torch.float32):
-    """A SmolVLM2 with a 2-layer SigLIP-style tower (56 px: 4x4 patches, pixel-shuffled to 4 tokens) and Llama LM."""
+def tiny_smolvlm(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+):
+    """A SmolVLM2 with a 2-layer SigLIP-style tower (56 px: 4x4 patches, pixel-shuffled to 4 tokens) and Llama
+    LM."""
     from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
 
     config = SmolVLMConfig(
         text_config={"model_type": "llama", **_common_text(hidden, layers, 4, 2, vocab)},
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=56, patch_size=14),
-        image_token_id=IMAGE_TOKEN, scale_factor=2, pad_token_id=PAD, tie_word_embeddings=False,
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+        ),
+        image_token_id=IMAGE_TOKEN,
+        scale_factor=2,
+        pad_token_id=PAD,
+        tie_word_embeddings=False,
     )
     return _instantiate(SmolVLMForConditionalGeneration, config, attn, seed, dtype)
 
 
-def tiny_perception_lm(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                       dtype=torch.float32):
-    """A PerceptionLM with a 2-block timm ViT (56 px: 4x4 patches + CLS, pooled 2x2 to 4 tokens) and Llama LM."""
+def tiny_perception_lm(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+):
+    """A PerceptionLM with a 2-block timm ViT (56 px: 4x4 patches + CLS, pooled 2x2 to 4 tokens) and Llama
+    LM."""
     from transformers import PerceptionLMConfig, PerceptionLMForConditionalGeneration
 
     config = PerceptionLMConfig(
         text_config={"model_type": "llama", **_common_text(hidden, layers, 4, 2, vocab)},
         vision_config=dict(
-            model_type="timm_wrapper", architecture="vit_base_patch16_224", num_classes=0,
+            model_type="timm_wrapper",
+            architecture="vit_base_patch16_224",
+            num_classes=0,
             model_args=dict(embed_dim=32, depth=2, num_heads=2, img_size=56, patch_size=14, class_token=True),
         ),
-        vision_use_cls_token=True, projector_pooling_ratio=2, image_token_id=IMAGE_TOKEN, video_token_id=VIDEO_TOKEN,
+        vision_use_cls_token=True,
+        projector_pooling_ratio=2,
+        image_token_id=IMAGE_TOKEN,
+        video_token_id=VIDEO_TOKEN,
         tie_word_embeddings=False,
     )
     return _instantiate(PerceptionLMForConditionalGeneration, config, attn, seed, dtype)
 
 
-def tiny_molmo2(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-                dtype=torch.float32):
+def tiny_molmo2(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+):
     """A Molmo2 with a 2-layer ViT (56 px: 4x4 patches of 14 px, attention-pooled 2x2 to 4 tokens per frame)
     and a 2-layer Molmo2 text model (no extra vocabulary: the special ids sit in ``VOCAB``)."""
     from transformers import Molmo2Config, Molmo2ForConditionalGeneration
@@ -247,19 +425,44 @@ def tiny_molmo2(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int
     text.update(head_dim=hidden // 4, additional_vocab_size=0)
     config = Molmo2Config(
         text_config=text,
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           num_key_value_heads=2, head_dim=16, image_size=[56, 56], patch_size=14),
-        adapter_config=dict(vision_feature_layer=[-1], hidden_size=32, num_attention_heads=2, num_key_value_heads=2,
-                            head_dim=16, intermediate_size=64, text_hidden_size=hidden),
-        image_patch_id=VIDEO_TOKEN, image_start_token_id=VISION_START, image_end_token_id=VISION_END,
-        low_res_image_start_token_id=VISION_START, frame_start_token_id=VISION_START, frame_end_token_id=VISION_END,
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=16,
+            image_size=[56, 56],
+            patch_size=14,
+        ),
+        adapter_config=dict(
+            vision_feature_layer=[-1],
+            hidden_size=32,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=16,
+            intermediate_size=64,
+            text_hidden_size=hidden,
+        ),
+        image_patch_id=VIDEO_TOKEN,
+        image_start_token_id=VISION_START,
+        image_end_token_id=VISION_END,
+        low_res_image_start_token_id=VISION_START,
+        frame_start_token_id=VISION_START,
+        frame_end_token_id=VISION_END,
         tie_word_embeddings=False,
     )
     return _instantiate(Molmo2ForConditionalGeneration, config, attn, seed, dtype)
 
 
-def tiny_llama(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-               dtype=torch.float32):
+def tiny_llama(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+):
     """A 2-layer Llama (the text-only adapter's family; SmolLM2 is one)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -267,8 +470,14 @@ def tiny_llama(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int 
     return _instantiate(LlamaForCausalLM, config, attn, seed, dtype)
 
 
-def tiny_qwen2(attn: str = "sdpa", seed: int = 0, hidden: int = 64, layers: int = 2, vocab: int = VOCAB,
-               dtype=torch.float32):
+def tiny_qwen2(
+    attn: str = "sdpa",
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = VOCAB,
+    dtype=torch.float32,
+):
     """A 2-layer Qwen2 text model (the ``qwen2`` adapter's family)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -312,8 +521,16 @@ def _row_pads(batch: int, pad: list[int] | None) -> list[int]:
     return pad + [0] * (batch - len(pad))
 
 
-def qwen_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, prefix: int = 5, suffix: int = 6,
-                      seed: int = 0, pad: list[int] | None = None) -> dict:
+def qwen_video_inputs(
+    model,
+    batch: int = 1,
+    frames: int = 2,
+    grid: int = 4,
+    prefix: int = 5,
+    suffix: int = 6,
+    seed: int = 0,
+    pad: list[int] | None = None,
+) -> dict:
     """Qwen2.5-VL inputs with one video of ``frames`` frames of ``grid x grid`` patches per sequence.
 
     The video contributes ``(frames / 2) * grid * grid / 4`` tokens (temporal patch 2, 2x2 merge). Row ``b``
@@ -334,7 +551,9 @@ def qwen_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, pre
     for b in range(batch):
         seq = (
             torch.randint(1, IMAGE_TOKEN, (prefix,), generator=g).tolist()
-            + [config.vision_start_token_id] + [config.video_token_id] * n_video + [config.vision_end_token_id]
+            + [config.vision_start_token_id]
+            + [config.video_token_id] * n_video
+            + [config.vision_end_token_id]
             + torch.randint(1, IMAGE_TOKEN, (suffix + max(pad) - pad[b],), generator=g).tolist()
         )
         start = width - len(seq)
@@ -356,8 +575,15 @@ def qwen_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, pre
     return inputs
 
 
-def llava_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, suffix: int = 6, seed: int = 0,
-                       pad: list[int] | None = None) -> dict:
+def llava_video_inputs(
+    model,
+    batch: int = 1,
+    frames: int = 2,
+    prefix: int = 5,
+    suffix: int = 6,
+    seed: int = 0,
+    pad: list[int] | None = None,
+) -> dict:
     """LLaVA-OneVision inputs with one ``frames``-frame video per sequence (pooled to 1 token per frame here).
 
     Row ``b`` starts with ``pad[b]`` left-padding tokens and its text suffix is ``max(pad) - pad[b]`` tokens
@@ -380,15 +606,16 @@ def llava_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, 
             + [config.video_token_index] * n_video
             + torch.randint(1, IMAGE_TOKEN, (suffix + max(pad) - pad[b],), generator=g).tolist()
         )
-        input_ids[b, width - len(seq):] = torch.tensor(seq)
-        mask[b, width - len(seq):] = 1
+        input_ids[b, width - len(seq) :] = torch.tensor(seq)
+        mask[b, width - len(seq) :] = 1
     pixels = torch.randn(batch, frames, 3, vision.image_size, vision.image_size, generator=g).to(model.dtype)
     return {"input_ids": input_ids, "attention_mask": mask, "pixel_values_videos": pixels}
 
 
 def _ragged_rows(batch: int, pad: list[int] | None, seed: int, middle: list[int], prefix: int, suffix: int):
     """``(input_ids, attention_mask)`` of ``batch`` rows ``text + middle + text``, row ``b`` left-padded by
-    exactly ``pad[b]`` tokens (its text suffix is longer by ``max(pad) - pad[b]``): a really ragged batch whose
+    exactly ``pad[b]`` tokens (its text suffix is longer by ``max(pad) - pad[b]``): a really ragged batch
+    whose
     rows hold ``middle`` at different cache positions, as :func:`qwen_video_inputs` does."""
     pad = _row_pads(batch, pad)
     g = torch.Generator().manual_seed(seed)
@@ -399,8 +626,8 @@ def _ragged_rows(batch: int, pad: list[int] | None, seed: int, middle: list[int]
         head = torch.randint(1, IMAGE_TOKEN, (prefix,), generator=g).tolist()
         tail = torch.randint(1, IMAGE_TOKEN, (suffix + max(pad) - pad[b],), generator=g).tolist()
         seq = head + middle + tail
-        input_ids[b, pad[b]:] = torch.tensor(seq)
-        mask[b, pad[b]:] = 1
+        input_ids[b, pad[b] :] = torch.tensor(seq)
+        mask[b, pad[b] :] = 1
     return input_ids, mask, g
 
 
@@ -410,8 +637,15 @@ def _span_token(model) -> int:
     return find_adapter(model).span_token_id(model.config)
 
 
-def grid_video_inputs(model, batch: int = 1, grid: int = 4, prefix: int = 5, suffix: int = 6, seed: int = 0,
-                      pad: list[int] | None = None) -> dict:
+def grid_video_inputs(
+    model,
+    batch: int = 1,
+    grid: int = 4,
+    prefix: int = 5,
+    suffix: int = 6,
+    seed: int = 0,
+    pad: list[int] | None = None,
+) -> dict:
     """Inputs of the M-RoPE video families that split videos per frame group (Qwen3-VL, GLM-4V).
 
     One video of one temporal patch (2 frames) of ``grid x grid`` patches per sequence, i.e. ``grid**2 / 4``
@@ -426,7 +660,7 @@ def grid_video_inputs(model, batch: int = 1, grid: int = 4, prefix: int = 5, suf
     types = torch.zeros_like(input_ids)
     for b in range(batch):
         start = int((input_ids[b] == VISION_START).nonzero()[0]) + 1
-        types[b, start:start + n_video] = 2
+        types[b, start : start + n_video] = 2
     patch_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
     pixels = torch.randn(batch * grid * grid, patch_dim, generator=g).to(model.dtype)
     return {
@@ -443,12 +677,20 @@ def _first(value):
     return value[0] if isinstance(value, (list, tuple)) else value
 
 
-def frame_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, suffix: int = 6, seed: int = 0,
-                       pad: list[int] | None = None) -> dict:
+def frame_video_inputs(
+    model,
+    batch: int = 1,
+    frames: int = 2,
+    prefix: int = 5,
+    suffix: int = 6,
+    seed: int = 0,
+    pad: list[int] | None = None,
+) -> dict:
     """Inputs of the families that encode a video as whole frames ``(frames, 3, H, W)`` per sequence.
 
     LLaVA-NeXT-Video: ``pixel_values_videos (batch, frames, 3, H, W)``, ``(side / 2)**2`` pooled tokens per
-    frame (PerceptionLM the same, its patches average-pooled 2x2). InternVL and SmolVLM (frames as images, as their processors do): ``side**2 / 4`` pixel-shuffled
+    frame (PerceptionLM the same, its patches average-pooled 2x2). InternVL and SmolVLM (frames as images, as
+    their processors do): ``side**2 / 4`` pixel-shuffled
     tokens per frame, each frame between ``VISION_START`` / ``VISION_END``; InternVL takes ``pixel_values
     (batch * frames, 3, H, W)``, SmolVLM ``pixel_values (batch, frames, 3, H, W)`` (images per sequence).
     Row ``b`` has exactly ``pad[b]`` left-padding tokens.
@@ -472,13 +714,24 @@ def frame_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, 
     pixels = torch.randn(batch, frames, 3, size, size, generator=g).to(model.dtype)
     if as_images:
         per_sequence = config.model_type == "smolvlm"  # SmolVLM keeps the images of each sequence together
-        return {"input_ids": input_ids, "attention_mask": mask,
-                "pixel_values": pixels if per_sequence else pixels.flatten(0, 1)}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "pixel_values": pixels if per_sequence else pixels.flatten(0, 1),
+        }
     return {"input_ids": input_ids, "attention_mask": mask, "pixel_values_videos": pixels}
 
 
-def patch_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, prefix: int = 5, suffix: int = 6,
-                       seed: int = 0, pad: list[int] | None = None) -> dict:
+def patch_video_inputs(
+    model,
+    batch: int = 1,
+    frames: int = 2,
+    grid: int = 4,
+    prefix: int = 5,
+    suffix: int = 6,
+    seed: int = 0,
+    pad: list[int] | None = None,
+) -> dict:
     """VideoLLaMA3 inputs: one video of ``frames x grid x grid`` patches per sequence, merged 2x2, i.e.
     ``frames * grid**2 / 4`` video tokens. Row ``b`` has exactly ``pad[b]`` left-padding tokens."""
     config = model.config
@@ -497,8 +750,15 @@ def patch_video_inputs(model, batch: int = 1, frames: int = 2, grid: int = 4, pr
     }
 
 
-def pooled_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5, suffix: int = 6, seed: int = 0,
-                        pad: list[int] | None = None) -> dict:
+def pooled_video_inputs(
+    model,
+    batch: int = 1,
+    frames: int = 2,
+    prefix: int = 5,
+    suffix: int = 6,
+    seed: int = 0,
+    pad: list[int] | None = None,
+) -> dict:
     """Molmo2 inputs: one video of ``frames`` frames per sequence, each frame's ``side x side`` patches pooled
     2x2 into ``(side / 2)**2`` patch tokens between ``VISION_START`` / ``VISION_END`` (frame start / end).
 
@@ -517,7 +777,7 @@ def pooled_video_inputs(model, batch: int = 1, frames: int = 2, prefix: int = 5,
     types = torch.zeros_like(input_ids)
     for b in range(batch):
         first = int((input_ids[b] == VISION_START).nonzero()[0])
-        types[b, first:first + len(middle)] = 1
+        types[b, first : first + len(middle)] = 1
     # token (r, c) of a frame pools patches (2r + i, 2c + j), i, j in {0, 1}, of that frame's side x side grid
     r, c = torch.meshgrid(torch.arange(pooled), torch.arange(pooled), indexing="ij")
     corners = (2 * r * side + 2 * c).reshape(-1, 1)

@@ -9,7 +9,8 @@ Qwen2.5-VL, Qwen3-VL and LLaVA-OneVision / LLaVA-Video (a non-Qwen architecture 
 as the real LLaVA-Video checkpoints have; see :data:`WRITERS`).
 
     from vreason_hooks.apps.tiny_checkpoints import write_tiny_qwen2_5_vl
-    path = write_tiny_qwen2_5_vl("/tmp/tiny-qwen")   # Qwen2_5_VLForConditionalGeneration.from_pretrained(path)
+    path = write_tiny_qwen2_5_vl("/tmp/tiny-qwen")   #
+    Qwen2_5_VLForConditionalGeneration.from_pretrained(path)
 
 The model answers gibberish (random weights) but runs every code path of the real one: processor, 3-D
 rotary positions, vision tower, cache, ``generate``.
@@ -26,28 +27,44 @@ from .assets import qwen_tokenizer_dir
 
 # The chat template of Qwen/Qwen2.5-VL-7B-Instruct (chat_template.json), verbatim.
 QWEN2_5_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}"
-    "<|im_end|>\n{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in "
-    "content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
-    "Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] "
-    "== 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
-    "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content "
-    "%}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}"
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message "
+    "in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful "
+    "assistant.<|im_end|>\n"
+    "{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ "
+    "message['content'] }}"
+    "<|im_end|>\n{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' or "
+    "'image' in "
+    "content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}{% if "
+    "add_vision_id %}"
+    "Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] "
+    "== 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}{% if "
+    "add_vision_id %}"
+    "Video {{ video_count.value }}: "
+    "{% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content "
+    "%}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if "
+    "add_generation_prompt %}"
     "<|im_start|>assistant\n{% endif %}"
 )
 
 # Qwen3-VL-*-Instruct's template for system / user / assistant turns (its tool-calling branches left out):
 # unlike Qwen2.5-VL no default system prompt; media become <|vision_start|><|*_pad|><|vision_end|> in place.
 QWEN3_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or 'image_url' in "
-    "content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
-    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}"
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message "
+    "in messages %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}{% "
+    "else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or "
+    "'image_url' in "
+    "content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id "
+    "%}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' "
+    "in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: "
+    "{% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif "
+    "%}{% endfor %}"
     "{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
@@ -56,10 +73,14 @@ QWEN3_VL_CHAT_TEMPLATE = (
 LLAVA_ONEVISION_CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}{{ '<video>\n' }}{% endfor %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
-    "{% endif %}{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% "
+    "endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}{{ '<video>\n' }}{% "
+    "endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] "
+    "}}{% endfor %}"
+    "{% endif %}{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ "
+    "'<|im_start|>assistant\n' }}{% endif %}"
 )
 
 # Real Qwen2.5 special ids (the tokenizer files define them; the model config must agree).
@@ -87,8 +108,9 @@ def _fix_text_ids(model, eos: int, pad: int) -> None:
     model.generation_config.bos_token_id = None
 
 
-def write_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2,
-                          dtype: torch.dtype = torch.float32) -> Path:
+def write_tiny_qwen2_5_vl(
+    out_dir: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2, dtype: torch.dtype = torch.float32
+) -> Path:
     """Write a tiny Qwen2.5-VL checkpoint (model, tokenizer, processor, chat template) to ``out_dir``.
 
     Patch size 14, 2x2 spatial merge and temporal patch 2 are the real ones, so the real processor's
@@ -100,9 +122,17 @@ def write_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0, hidden: int = 64, 
     out_dir = Path(out_dir)
     tokenizer = _tokenizer()
     model = testing.tiny_qwen2_5_vl(
-        seed=seed, hidden=hidden, layers=layers, vocab=_vocab_size(tokenizer), dtype=dtype,
-        image_token_id=IMAGE_PAD, video_token_id=VIDEO_PAD, vision_start_token_id=VISION_START,
-        vision_end_token_id=VISION_END, eos_token_id=IM_END, pad_token_id=ENDOFTEXT,
+        seed=seed,
+        hidden=hidden,
+        layers=layers,
+        vocab=_vocab_size(tokenizer),
+        dtype=dtype,
+        image_token_id=IMAGE_PAD,
+        video_token_id=VIDEO_PAD,
+        vision_start_token_id=VISION_START,
+        vision_end_token_id=VISION_END,
+        eos_token_id=IM_END,
+        pad_token_id=ENDOFTEXT,
     )
     _fix_text_ids(model, IM_END, ENDOFTEXT)
     model.save_pretrained(out_dir)
@@ -120,14 +150,23 @@ def write_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0, hidden: int = 64, 
 def _tiny_qwen3_vl(seed: int, hidden: int, layers: int, vocab: int, dtype: torch.dtype):
     """The test builder's Qwen3-VL (DeepStack included) with the real Qwen special ids."""
     return testing.tiny_qwen3_vl(
-        seed=seed, hidden=hidden, layers=layers, vocab=vocab, dtype=dtype, image_token_id=IMAGE_PAD,
-        video_token_id=VIDEO_PAD, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END,
-        eos_token_id=IM_END, pad_token_id=ENDOFTEXT,
+        seed=seed,
+        hidden=hidden,
+        layers=layers,
+        vocab=vocab,
+        dtype=dtype,
+        image_token_id=IMAGE_PAD,
+        video_token_id=VIDEO_PAD,
+        vision_start_token_id=VISION_START,
+        vision_end_token_id=VISION_END,
+        eos_token_id=IM_END,
+        pad_token_id=ENDOFTEXT,
     )
 
 
-def write_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2,
-                        dtype: torch.dtype = torch.float32) -> Path:
+def write_tiny_qwen3_vl(
+    out_dir: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2, dtype: torch.dtype = torch.float32
+) -> Path:
     """Write a tiny Qwen3-VL checkpoint (model, tokenizer, processor, chat template) to ``out_dir``.
 
     Patch size 16, 2x2 spatial merge and temporal patch 2 are the real ones: a ``2T x H x W`` video gives
@@ -145,10 +184,21 @@ def write_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0, hidden: int = 64, la
     # Qwen3-VL-*-Instruct's processor settings (patch 16, merge 2, mean/std 0.5, 2 fps video sampling).
     norm = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
     processor = Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2,
-                                              size={"shortest_edge": 65536, "longest_edge": 16777216}, **norm),
-        video_processor=Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, fps=2,
-                                              size={"shortest_edge": 4096, "longest_edge": 25165824}, **norm),
+        image_processor=Qwen2VLImageProcessor(
+            patch_size=16,
+            merge_size=2,
+            temporal_patch_size=2,
+            size={"shortest_edge": 65536, "longest_edge": 16777216},
+            **norm,
+        ),
+        video_processor=Qwen3VLVideoProcessor(
+            patch_size=16,
+            merge_size=2,
+            temporal_patch_size=2,
+            fps=2,
+            size={"shortest_edge": 4096, "longest_edge": 25165824},
+            **norm,
+        ),
         tokenizer=tokenizer,
         chat_template=QWEN3_VL_CHAT_TEMPLATE,
     )
@@ -156,8 +206,14 @@ def write_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0, hidden: int = 64, la
     return out_dir
 
 
-def write_tiny_llava_onevision(out_dir: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2,
-                               dtype: torch.dtype = torch.float32, image_size: int = 28) -> Path:
+def write_tiny_llava_onevision(
+    out_dir: str | Path,
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    dtype: torch.dtype = torch.float32,
+    image_size: int = 28,
+) -> Path:
     """Write a tiny LLaVA-OneVision (the transformers class of LLaVA-Video) checkpoint to ``out_dir``.
 
     The Qwen tokenizer gets ``<image>`` and ``<video>`` as added special tokens (as llava-hf's LLaVA-Video
@@ -177,16 +233,28 @@ def write_tiny_llava_onevision(out_dir: str | Path, seed: int = 0, hidden: int =
     # lmms-eval's llava_hf applies the tokenizer's template (the processor's only in its chat variant).
     tokenizer.chat_template = LLAVA_ONEVISION_CHAT_TEMPLATE
     model = testing.tiny_llava_onevision(
-        seed=seed, hidden=hidden, layers=layers, vocab=_vocab_size(tokenizer), dtype=dtype,
-        image_token_index=image_id, video_token_index=video_id, eos_token_id=IM_END, pad_token_id=ENDOFTEXT,
+        seed=seed,
+        hidden=hidden,
+        layers=layers,
+        vocab=_vocab_size(tokenizer),
+        dtype=dtype,
+        image_token_index=image_id,
+        video_token_index=video_id,
+        eos_token_id=IM_END,
+        pad_token_id=ENDOFTEXT,
     )
     if model.config.vision_config.image_size != image_size:
-        raise ValueError(f"image_size={image_size} must match the tiny vision tower ({model.config.vision_config.image_size})")
+        raise ValueError(
+            f"image_size={image_size} must match the tiny vision tower "
+            f"({model.config.vision_config.image_size})"
+        )
     _fix_text_ids(model, IM_END, ENDOFTEXT)
     model.save_pretrained(out_dir)
     size = {"height": image_size, "width": image_size}
     processor = LlavaOnevisionProcessor(
-        image_processor=LlavaOnevisionImageProcessor(size=size, crop_size=size, image_grid_pinpoints=[[image_size, image_size]]),
+        image_processor=LlavaOnevisionImageProcessor(
+            size=size, crop_size=size, image_grid_pinpoints=[[image_size, image_size]]
+        ),
         video_processor=LlavaOnevisionVideoProcessor(size=size, crop_size=size),
         tokenizer=tokenizer,
         num_image_tokens=(image_size // model.config.vision_config.patch_size) ** 2,

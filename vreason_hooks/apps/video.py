@@ -25,7 +25,8 @@ DEFAULT_NUM_FRAMES = 16
 DEFAULT_MAX_PIXELS = 256 * 28 * 28
 """Pixel budget per frame (paper: about 256 x 28 x 28 = 200,704)."""
 DEFAULT_MIN_PIXELS = 4 * 28 * 28
-"""Smallest frame area kept (``qwen_vl_utils``'s video minimum, 128 x 28 x 28, is far above tiny test clips)."""
+"""Smallest frame area kept (``qwen_vl_utils``'s video minimum, 128 x 28 x 28, is far above tiny test
+clips)."""
 SIDE_FACTOR = 28
 
 
@@ -58,11 +59,16 @@ def sample_indices(total: int, num_frames: int) -> list[int]:
         return []
     if total <= num_frames:
         return list(range(total))
-    return [int(round(x)) for x in np.linspace(0, total - 1, num_frames)]
+    return [round(float(x)) for x in np.linspace(0, total - 1, num_frames)]
 
 
-def fit_size(height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = DEFAULT_MIN_PIXELS,
-             factor: int = SIDE_FACTOR) -> tuple[int, int]:
+def fit_size(
+    height: int,
+    width: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    factor: int = SIDE_FACTOR,
+) -> tuple[int, int]:
     """Output ``(height, width)``: multiples of ``factor``, aspect ratio kept, area within the budget.
 
     The rule of ``qwen_vl_utils.smart_resize``: round each side to the nearest multiple, then scale down
@@ -148,8 +154,13 @@ def _quiet_native_stderr():
 BACKENDS = {"decord": _read_decord, "pyav": _read_pyav}
 
 
-def read_frames(path: str | Path, num_frames: int = DEFAULT_NUM_FRAMES, max_pixels: int = DEFAULT_MAX_PIXELS,
-                min_pixels: int = DEFAULT_MIN_PIXELS, backend: str = "auto") -> Frames:
+def read_frames(
+    path: str | Path,
+    num_frames: int = DEFAULT_NUM_FRAMES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    backend: str = "auto",
+) -> Frames:
     """Sample ``num_frames`` evenly spaced frames of ``path`` and resize them to the pixel budget.
 
     Args:
@@ -178,7 +189,7 @@ def read_frames(path: str | Path, num_frames: int = DEFAULT_NUM_FRAMES, max_pixe
         except ImportError:
             problems.append(f"{name} is not installed")
             continue
-        except Exception as err:  # decord and PyAV raise their own error types; any of them means "cannot read"
+        except Exception as err:  # noqa: BLE001 - decord and PyAV raise their own types; all mean "cannot read"
             problems.append(f"{name}: {str(err).splitlines()[0][:120] if str(err) else type(err).__name__}")
             continue
         size = fit_size(pixels.shape[1], pixels.shape[2], max_pixels, min_pixels)
@@ -186,5 +197,6 @@ def read_frames(path: str | Path, num_frames: int = DEFAULT_NUM_FRAMES, max_pixe
     if all(p.endswith("not installed") for p in problems):
         raise VideoError(f"no video reader installed ({'; '.join(problems)}): pip install decord av")
     raise VideoError(
-        f"cannot read video {path} ({'; '.join(problems)}): is it a video file? Try converting it to H.264 mp4"
+        f"cannot read video {path} ({'; '.join(problems)}): is it a video file? Try converting it to H.264 "
+        "mp4"
     )

@@ -65,7 +65,8 @@ def _draw(frame: np.ndarray, shape: str, colour: str, cx: float, cy: float, r: f
 
 
 def _options(rng: random.Random, right: str, pool: list[str]) -> tuple[list[str], str]:
-    """Four lettered options (the right one and three others from ``pool``), shuffled; returns them and the letter."""
+    """Four lettered options (the right one and three others from ``pool``), shuffled; returns them and the
+    letter."""
     wrong = rng.sample([p for p in pool if p != right], 3)
     choices = [right, *wrong]
     rng.shuffle(choices)
@@ -92,7 +93,12 @@ def make_clip(index: int, seed: int = 0, frames: int = 8, size: int = 64) -> tup
         start, end = 1.5 * r, size - 1.5 * r
         for t in range(frames):
             s = start + (end - start) * t / (frames - 1)
-            pos = {"right": (s, size / 2), "left": (size - s, size / 2), "down": (size / 2, s), "up": (size / 2, size - s)}
+            pos = {
+                "right": (s, size / 2),
+                "left": (size - s, size / 2),
+                "down": (size / 2, s),
+                "up": (size / 2, size - s),
+            }
             _draw(video[t], shape, colour, *pos[direction], r)
         question = f"In which direction does the {colour} {shape} move?"
         options, answer = _options(rng, direction, ["left", "right", "up", "down"])
@@ -107,7 +113,9 @@ def make_clip(index: int, seed: int = 0, frames: int = 8, size: int = 64) -> tup
         pool = [f"{c} {s}" for c in colours for s in SHAPES]
         right = f"{second} {other}"
         # The shape that is there from the start is always a distractor: answering it means missing time.
-        wrong = [f"{first} {shape}"] + rng.sample([p for p in pool if p not in (right, f"{first} {shape}")], 2)
+        wrong = [f"{first} {shape}"] + rng.sample(
+            [p for p in pool if p not in (right, f"{first} {shape}")], 2
+        )
         choices = [right, *wrong]
         rng.shuffle(choices)
         options, answer = [f"{LETTERS[i]}. {c}" for i, c in enumerate(choices)], LETTERS[choices.index(right)]
@@ -119,7 +127,12 @@ def make_clip(index: int, seed: int = 0, frames: int = 8, size: int = 64) -> tup
         options, answer = _options(rng, after, [c for c in colours if c != before])
     else:  # count
         count = rng.randint(1, 4)
-        slots = [(size / 4, size / 4), (3 * size / 4, size / 4), (size / 4, 3 * size / 4), (3 * size / 4, 3 * size / 4)]
+        slots = [
+            (size / 4, size / 4),
+            (3 * size / 4, size / 4),
+            (size / 4, 3 * size / 4),
+            (3 * size / 4, 3 * size / 4),
+        ]
         chosen = rng.sample(slots, count)
         picks = [(rng.choice(SHAPES), rng.choice(colours)) for _ in chosen]
         for t in range(frames):
@@ -144,14 +157,18 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 4) -> Path:
         stream.options = {"qscale": "2"}
         stream.thread_count = 1  # one thread: the same bytes on every machine
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
 
 
-def write_clips(out_dir: str | Path, n: int, seed: int = 0, frames: int = 8, size: int = 64, fps: int = 4) -> list[ClipItem]:
+def write_clips(
+    out_dir: str | Path, n: int, seed: int = 0, frames: int = 8, size: int = 64, fps: int = 4
+) -> list[ClipItem]:
     """Write ``n`` clips as ``out_dir/clip_XXX.mp4`` and ``out_dir/questions.json``; return the items.
 
     ``ClipItem.video`` is the file name relative to ``out_dir``.

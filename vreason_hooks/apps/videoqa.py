@@ -1,7 +1,8 @@
 """One video question to any supported video-language model, with or without V-Reason (``vreason run``).
 
 Loads a checkpoint (local folder or hub id already in the local cache), finds its adapter from the config
-before loading any weights, samples frames with :mod:`vreason_hooks.apps.video`, builds inputs with the model's
+before loading any weights, samples frames with :mod:`vreason_hooks.apps.video`, builds inputs with the
+model's
 own processor and chat template, and generates greedily (the paper's "near-greedy" protocol).
 """
 
@@ -60,7 +61,9 @@ def _load_config(name: str):
         return AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as err:
         if local.exists():
-            raise VReasonError(f"cannot read the model config in {name}: {str(err).splitlines()[0]}") from None
+            raise VReasonError(
+                f"cannot read the model config in {name}: {str(err).splitlines()[0]}"
+            ) from None
         raise VReasonError(
             f"unknown model {name!r}: not a local folder and not in the local Hugging Face cache; pass a "
             "checkpoint folder, or download the model first (e.g. `hf download Qwen/Qwen2.5-VL-7B-Instruct`)"
@@ -83,8 +86,10 @@ def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> Vi
     spec.check_config(config)  # a wrong field name fails here, before any weights load
     if spec.span.kind != "token":
         raise VReasonError(
-            f"model {name} ({config.model_type}, adapter {spec.name!r}) is a text-only model: `vreason run` needs a "
-            "video-language model (`vreason adapters` lists them); use the Python API (vreason_hooks.attach) for text models"
+            f"model {name} ({config.model_type}, adapter {spec.name!r}) is a text-only model: `vreason run` "
+            "needs a "
+            "video-language model (`vreason adapters` lists them); use the Python API (vreason_hooks.attach) "
+            "for text models"
         )
     if Path(name).is_dir():
         check_checkpoint_files(Path(name))
@@ -109,28 +114,37 @@ def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> Vi
 CHECKPOINT_FILES = {
     "weights (model.safetensors or pytorch_model.bin)": [("*.safetensors",), ("pytorch_model*.bin",)],
     "tokenizer.json (or vocab.json + merges.txt, or tokenizer.model)": [
-        ("tokenizer.json",), ("vocab.json", "merges.txt"), ("tokenizer.model",)
+        ("tokenizer.json",),
+        ("vocab.json", "merges.txt"),
+        ("tokenizer.model",),
     ],
     "processor_config.json (or preprocessor_config.json)": [
-        ("processor_config.json",), ("preprocessor_config.json",), ("video_preprocessor_config.json",)
+        ("processor_config.json",),
+        ("preprocessor_config.json",),
+        ("video_preprocessor_config.json",),
     ],
 }
 """What ``vreason run`` needs in a checkpoint folder besides config.json: each entry is satisfied by any one
 of its alternatives (all files of an alternative present; glob patterns allowed)."""
 
-_SAVE_HINT = ("`vreason run` needs the whole checkpoint: save it with model.save_pretrained(DIR) and "
-              "AutoProcessor.from_pretrained(ORIGINAL).save_pretrained(DIR)")
+_SAVE_HINT = (
+    "`vreason run` needs the whole checkpoint: save it with model.save_pretrained(DIR) and "
+    "AutoProcessor.from_pretrained(ORIGINAL).save_pretrained(DIR)"
+)
 
 
 def check_checkpoint_files(folder: Path) -> None:
     """Raise a one-line :class:`VReasonError` naming every file group :data:`CHECKPOINT_FILES` misses in
     ``folder`` (transformers would otherwise fail late, with a message about video tokens or the hub)."""
     missing = [
-        what for what, alternatives in CHECKPOINT_FILES.items()
+        what
+        for what, alternatives in CHECKPOINT_FILES.items()
         if not any(all(any(folder.glob(pattern)) for pattern in alt) for alt in alternatives)
     ]
     if missing:
-        raise VReasonError(f"model folder {folder} is incomplete: it has no {', no '.join(missing)}; {_SAVE_HINT}")
+        raise VReasonError(
+            f"model folder {folder} is incomplete: it has no {', no '.join(missing)}; {_SAVE_HINT}"
+        )
 
 
 def _load_processor(name: str):
@@ -157,24 +171,32 @@ def check_processor(processor, config, spec: AdapterSpec, name: str) -> None:
             raise VReasonError(
                 f"the tokenizer of {name} maps the video token {token!r} to id {got}, but config.json has "
                 f"{spec.span.token_id_field} = {expected}: the checkpoint's tokenizer files (tokenizer.json, "
-                "tokenizer_config.json) are missing or belong to another model; copy them from the original checkpoint"
+                "tokenizer_config.json) are missing or belong to another model; copy them from the original "
+                "checkpoint"
             )
     if getattr(processor, "chat_template", None) is None:
         raise VReasonError(
-            f"{name} has no chat template (chat_template.jinja or chat_template.json): `vreason run` builds the "
+            f"{name} has no chat template (chat_template.jinja or chat_template.json): `vreason run` builds "
+            "the "
             "prompt with the model's own template; copy it from the original checkpoint"
         )
 
 
 def build_inputs(vm: VideoModel, frames: Frames, question: str, prompt_style: str = "think") -> dict:
-    """Processor inputs for one question about ``frames`` (the chat template puts the video before the text)."""
+    """Processor inputs for one question about ``frames`` (the chat template puts the video before the
+    text)."""
     text = PROMPT_STYLES[prompt_style].format(question=question)
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
     prompt = vm.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     kwargs = dict(vm.spec.processor.video_kwargs)
     if vm.spec.processor.video_metadata:
-        # Frames are sampled and resized already; the metadata gives the model's temporal positions the real fps.
-        metadata = {"fps": frames.fps or 1.0, "frames_indices": frames.indices, "total_num_frames": frames.total_frames}
+        # Frames are sampled and resized already; the metadata gives the model's temporal positions the real
+        # fps.
+        metadata = {
+            "fps": frames.fps or 1.0,
+            "frames_indices": frames.indices,
+            "total_num_frames": frames.total_frames,
+        }
         kwargs["video_metadata"] = [metadata]
     inputs = vm.processor(text=[prompt], videos=[frames.pixels], return_tensors="pt", **kwargs)
     return inputs.to(vm.model.device)
