@@ -22,7 +22,7 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parent.parent
 CORE_TESTS = [
     "tests/test_matrix.py",
-    "tests/test_upstream.py",
+    "tests/test_transformers_seam.py",
     "tests/test_controller.py",
     "tests/test_generate_features.py",
     "tests/test_lite.py",

@@ -49,7 +49,7 @@ from common import CHILD_ENV, publish, reset_peak, status_mb  # benchmarks/commo
 from transformers import LogitsProcessorList
 
 import vreason_hooks as vreason
-from vreason_hooks import upstream
+from vreason_hooks import transformers_seam
 from vreason_hooks.apps import testing as T
 from vreason_hooks.lite import pruned_count
 
@@ -151,7 +151,7 @@ def _run(model, inputs, config, clock, on_cache=None):
         session = stack.enter_context(vreason.attach(model, config)) if config is not None else None
         if on_cache is not None:  # registered after attach: runs after the session has pruned the cache
             handle = model.register_forward_hook(
-                lambda m, a, k, o: on_cache(upstream.forward_cache(k)), with_kwargs=True
+                lambda m, a, k, o: on_cache(transformers_seam.forward_cache(k)), with_kwargs=True
             )
             stack.callback(handle.remove)
         model.generate(**kwargs, **inputs)
@@ -161,8 +161,8 @@ def _run(model, inputs, config, clock, on_cache=None):
 def _stored_bytes(cache) -> int:
     """Bytes of every layer's stored keys + values right now (layers not written yet count 0)."""
     total = 0
-    for index in range(len(upstream.cache_layers(cache))):
-        keys, values = upstream.layer_tensors(cache, index)
+    for index in range(len(transformers_seam.cache_layers(cache))):
+        keys, values = transformers_seam.layer_tensors(cache, index)
         total += sum(t.nbytes for t in (keys, values) if t is not None)
     return total
 
@@ -175,7 +175,7 @@ class _CacheMeter:
         self.high, self.cache = 0, None
 
     def __call__(self, module, args, kwargs):
-        cache = upstream.forward_cache(kwargs)
+        cache = transformers_seam.forward_cache(kwargs)
         if cache is None or cache is self.cache:
             return
         self.cache, original = cache, cache.update
@@ -202,7 +202,7 @@ def high_water_run(model, inputs, config) -> dict:
         "high_water": meter.high,
         "after_prefill": seen["after_prefill"],
         "final": _stored_bytes(meter.cache),
-        "layers": len(upstream.cache_layers(meter.cache)),
+        "layers": len(transformers_seam.cache_layers(meter.cache)),
         "cpu_ms": 1000 * clock.per_token(),
         "wall_ms": 1000 * clock.per_token(wall=True),
     }
@@ -393,7 +393,8 @@ def kv_bytes(model, inputs, config) -> dict:
             [
                 (keys.shape[2], keys.nbytes + values.nbytes)
                 for keys, values in (
-                    upstream.layer_tensors(cache, i) for i in range(len(upstream.cache_layers(cache)))
+                    transformers_seam.layer_tensors(cache, i)
+                    for i in range(len(transformers_seam.cache_layers(cache)))
                 )
             ]
         ),

@@ -54,7 +54,7 @@ class _DeprecationRecords(logging.Handler):
 @pytest.fixture(autouse=True)
 def transformers_deprecations_fail_the_test():
     """A transformers deprecation message logged during a test fails it, like the warnings in pyproject.toml
-    (``filterwarnings``): our code must use the current names, through vreason_hooks.upstream."""
+    (``filterwarnings``): our code must use the current names, through vreason_hooks.transformers_seam."""
     handler = _DeprecationRecords()
     hf_logger = logging.getLogger("transformers")
     hf_logger.addHandler(handler)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vreason_hooks import upstream
+from vreason_hooks import transformers_seam
 from vreason_hooks.apps import doctor
 from vreason_hooks.apps.cli import main
 
@@ -18,7 +18,7 @@ def test_doctor_passes_on_this_installation(capsys):
 
 
 def test_doctor_fails_outside_the_supported_range(monkeypatch, capsys):
-    monkeypatch.setattr(upstream, "supported_ranges", lambda: {"transformers": ">=9.0,<9.1"})
+    monkeypatch.setattr(transformers_seam, "supported_ranges", lambda: {"transformers": ">=9.0,<9.1"})
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  transformers" in out and "OUTSIDE >=9.0,<9.1" in out and "1 check(s) FAILED" in out

@@ -10,7 +10,7 @@ from transformers import DynamicCache, LogitsProcessorList, StaticCache
 from transformers.generation.streamers import BaseStreamer
 
 import vreason_hooks as vreason
-from vreason_hooks import upstream
+from vreason_hooks import transformers_seam
 from vreason_hooks.apps import testing as T
 
 ACTIVE = vreason.VReasonConfig(lr=0.05, step_interval=2)
@@ -104,14 +104,15 @@ def test_finished_sequence_stops_recording_and_updating():
 def test_user_supplied_dynamic_cache_gets_original_span_values_back(qwen):
     inputs = T.qwen_video_inputs(qwen, batch=1)
     plain_cache, cache = DynamicCache(config=qwen.config), DynamicCache(config=qwen.config)
-    qwen.generate(**inputs, max_new_tokens=8, **upstream.cache_kwargs(qwen, plain_cache))
+    qwen.generate(**inputs, max_new_tokens=8, **transformers_seam.cache_kwargs(qwen, plain_cache))
     with vreason.attach(qwen, ACTIVE) as session:
-        qwen.generate(**inputs, max_new_tokens=8, **upstream.cache_kwargs(qwen, cache))
+        qwen.generate(**inputs, max_new_tokens=8, **transformers_seam.cache_kwargs(qwen, cache))
     span = torch.tensor(session.traces[0].span)
     last = session.adapter.cache_layer_index
     assert session.traces[0].update_steps
     assert torch.equal(
-        upstream.layer_values(cache, last)[:, :, span], upstream.layer_values(plain_cache, last)[:, :, span]
+        transformers_seam.layer_values(cache, last)[:, :, span],
+        transformers_seam.layer_values(plain_cache, last)[:, :, span],
     )
 
 
@@ -190,7 +191,7 @@ def test_static_and_offloaded_cache_objects_are_refused():
     offloaded.offloading = True  # what DynamicCache(offloading=True) sets; building one for real needs CUDA
     for cache in (StaticCache(config=model.config, max_cache_len=64), offloaded):
         with vreason.attach(model), pytest.raises(vreason.UnsupportedSettingError, match="DynamicCache"):
-            model.generate(**inputs, max_new_tokens=4, **upstream.cache_kwargs(model, cache))
+            model.generate(**inputs, max_new_tokens=4, **transformers_seam.cache_kwargs(model, cache))
 
 
 def test_second_attach_is_refused_and_first_stays_usable():

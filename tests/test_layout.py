@@ -53,7 +53,7 @@ def _imported(path: Path) -> list[tuple[int, str]]:
 def test_the_scan_resolves_relative_imports():
     imports = dict((m, n) for n, m in _imported(PACKAGE / "adapters" / "registry.py"))
     assert "vreason_hooks.errors" in imports and "vreason_hooks.adapters.spec" in imports
-    assert "vreason_hooks.upstream" in imports  # a function-level `from .. import upstream`
+    assert "vreason_hooks.transformers_seam" in imports  # a function-level `from .. import transformers_seam`
     lazy = {m for _, m in _imported(PACKAGE / "__init__.py")}
     assert "vreason_hooks.session" in lazy  # the lazy exports' string targets
 

@@ -9,7 +9,7 @@ import torch
 from lite_reference import generate_masked, max_logit_diff
 
 import vreason_hooks as vreason
-from vreason_hooks import adapters, upstream
+from vreason_hooks import adapters, transformers_seam
 from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count, token_scores
@@ -67,7 +67,7 @@ def _mask_out(dropped: list[list[int]]):
     step."""
 
     def hook(module, args, kwargs):
-        cache = upstream.forward_cache(kwargs)
+        cache = transformers_seam.forward_cache(kwargs)
         if cache is None or cache.get_seq_length() == 0:
             return None
         ids = kwargs["input_ids"]
@@ -150,7 +150,7 @@ def test_decode_positions_follow_the_spec(name):
     if spec.positions.kind == "plain":
         assert positions.tolist() == [[20], [20]]
     else:
-        deltas = upstream.model_attribute(model, spec.positions.rope_deltas)
+        deltas = transformers_seam.model_attribute(model, spec.positions.rope_deltas)
         assert positions.shape == (spec.positions.rows, 2, 1)
         assert torch.equal(positions[:, :, 0], (20 + deltas.flatten()).expand(spec.positions.rows, 2))
         assert deltas.ne(0).all(), "a video prompt shifts M-RoPE positions: the check can fail"
@@ -187,16 +187,18 @@ def test_positions_are_filled_in_when_the_caller_passes_none():
     with vreason.attach(model, vreason.VReasonConfig(lite=True, objective="none")) as session:
         out = model(**inputs, use_cache=True)
         dropped = session.traces[0].pruned
-        cache = upstream.output_cache(out)
-        lite = [model(input_ids=token, **upstream.cache_kwargs(model, cache)).logits for _ in range(3)]
+        cache = transformers_seam.output_cache(out)
+        lite = [
+            model(input_ids=token, **transformers_seam.cache_kwargs(model, cache)).logits for _ in range(3)
+        ]
     out = model(**inputs, use_cache=True)
-    cache, mask = upstream.output_cache(out), torch.ones(1, 14, dtype=torch.long)
+    cache, mask = transformers_seam.output_cache(out), torch.ones(1, 14, dtype=torch.long)
     mask[0, dropped] = 0
     reference = []
     for _ in range(3):
         mask = torch.cat([mask, torch.ones(1, 1, dtype=torch.long)], dim=1)
         reference.append(
-            model(input_ids=token, attention_mask=mask, **upstream.cache_kwargs(model, cache)).logits
+            model(input_ids=token, attention_mask=mask, **transformers_seam.cache_kwargs(model, cache)).logits
         )
     for a, b in zip(lite, reference):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
@@ -225,9 +227,10 @@ def _prefill_cache_shapes(model, inputs, config):
 
     def after(module, args, kwargs, output):
         if not seen:
-            cache = upstream.forward_cache(kwargs)
+            cache = transformers_seam.forward_cache(kwargs)
             seen["layers"] = [
-                upstream.layer_tensors(cache, i) for i in range(len(upstream.cache_layers(cache)))
+                transformers_seam.layer_tensors(cache, i)
+                for i in range(len(transformers_seam.cache_layers(cache)))
             ]
 
     with vreason.attach(model, config) as session:
@@ -268,7 +271,7 @@ def test_pruned_count_rounds_down_exactly():
 def test_dropped_tokens_are_the_lowest_scoring_and_survivors_are_exact(score, scope):
     model = _model("qwen2_5_vl")
     inputs = _inputs("qwen2_5_vl", model, 2)
-    full = upstream.output_cache(model(**inputs, use_cache=True))
+    full = transformers_seam.output_cache(model(**inputs, use_cache=True))
     config = vreason.VReasonConfig(lite=True, prune_score=score, prune_scope=scope)
     layers, session = _prefill_cache_shapes(model, inputs, config)
     layout = None
@@ -282,7 +285,7 @@ def test_dropped_tokens_are_the_lowest_scoring_and_survivors_are_exact(score, sc
         model.generate(**inputs, max_new_tokens=2, do_sample=False)
         h.remove()
     full = [
-        upstream.layer_tensors(full, i) for i in range(len(upstream.cache_layers(full)))
+        transformers_seam.layer_tensors(full, i) for i in range(len(transformers_seam.cache_layers(full)))
     ]  # (keys, values)
     last = len(full) - 1
     for index in range(len(full)):

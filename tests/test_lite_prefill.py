@@ -13,7 +13,7 @@ import torch
 from lite_reference import decoder_layers, generate_masked, max_logit_diff
 
 import vreason_hooks as vreason
-from vreason_hooks import upstream
+from vreason_hooks import transformers_seam
 from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import UnsupportedSettingError
 from vreason_hooks.lite import PrunedLayout, pruned_count
@@ -127,7 +127,9 @@ def test_ratio_zero_is_bit_identical_to_non_lite(name):
 # bound
 def _layer_state(cache, index):
     keys, _ = (
-        upstream.layer_tensors(cache, index) if index < len(upstream.cache_layers(cache)) else (None, None)
+        transformers_seam.layer_tensors(cache, index)
+        if index < len(transformers_seam.cache_layers(cache))
+        else (None, None)
     )
     return 0 if keys is None or keys.numel() == 0 else int(keys.shape[2])
 
@@ -139,22 +141,26 @@ def test_each_layer_drops_its_own_lowest_scores_and_never_holds_two_full_layers(
     inputs = _inputs(name, model, 2)
     length = inputs["input_ids"].shape[1]
     # generate's own prefill (its positions for padded rows), one token: the cache holds the prompt only
-    full = upstream.output_cache(
+    full = transformers_seam.output_cache(
         model.generate(**inputs, max_new_tokens=1, do_sample=False, return_dict_in_generate=True)
     )
-    full = [upstream.layer_tensors(full, i) for i in range(len(upstream.cache_layers(full)))]
+    full = [
+        transformers_seam.layer_tensors(full, i) for i in range(len(transformers_seam.cache_layers(full)))
+    ]
     lengths_before_layer, stored = [], {}
 
     def before(module, args, kwargs, index):  # entering layer `index` of the prefill
-        cache = upstream.forward_cache(kwargs)
+        cache = transformers_seam.forward_cache(kwargs)
         if stored.get("done") or cache is None:
             return
         lengths_before_layer.append([_layer_state(cache, i) for i in range(len(full))])
 
     def after_model(module, args, kwargs, output):
         if "done" not in stored:
-            cache = upstream.forward_cache(kwargs)
-            stored.update(done=True, layers=[upstream.layer_tensors(cache, i) for i in range(len(full))])
+            cache = transformers_seam.forward_cache(kwargs)
+            stored.update(
+                done=True, layers=[transformers_seam.layer_tensors(cache, i) for i in range(len(full))]
+            )
 
     config = vreason.VReasonConfig(objective="none", prune_score=score, **PREFILL)
     handles = [

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vreason_hooks as vreason
-from vreason_hooks import adapters, upstream
+from vreason_hooks import adapters, transformers_seam
 from vreason_hooks.apps.testing import FAMILIES
 from vreason_hooks.controller import effective_values
 
@@ -122,7 +122,7 @@ def test_effective_span_values_keep_norms_and_turn(family):
     def inspect(input_ids, scores):
         state = session._state
         if state is not None and state.controller is not None and state.traces[0].update_steps:
-            values = upstream.layer_values(state.cache, session.adapter.cache_layer_index)
+            values = transformers_seam.layer_values(state.cache, session.adapter.cache_layer_index)
             for b, seq in state.controller.sequences.items():
                 now = values[b].index_select(1, seq.positions).float()
                 seen.append((seq.original.float(), now, effective_values(seq.original, seq.delta.detach())))

@@ -10,7 +10,7 @@ import torch
 from transformers import DynamicCache, LogitsProcessorList
 
 import vreason_hooks as vreason
-from vreason_hooks import upstream
+from vreason_hooks import transformers_seam
 from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import ConcurrentUseError, UnsupportedSettingError
 
@@ -142,14 +142,16 @@ def test_generate_bound_before_attach_is_refused_and_leaves_the_users_cache_alon
     inputs = T.text_inputs()
     gen = model.generate  # bound before attach: does not pass the session's wrapper
     cache, plain_cache = DynamicCache(config=model.config), DynamicCache(config=model.config)
-    gen(**inputs, **GEN, **upstream.cache_kwargs(model, plain_cache))
+    gen(**inputs, **GEN, **transformers_seam.cache_kwargs(model, plain_cache))
     with vreason.attach(model, ACTIVE):
         with pytest.raises(UnsupportedSettingError, match=r"bypassed the attached model\.generate"):
             gen(**inputs, **GEN, num_beams=2)
         with pytest.raises(UnsupportedSettingError, match="bypassed"):
-            gen(**inputs, **GEN, **upstream.cache_kwargs(model, cache))
+            gen(**inputs, **GEN, **transformers_seam.cache_kwargs(model, cache))
         model.generate(**inputs, **GEN)  # the attached one still works
-    assert upstream.cache_length(cache) == 0  # refused at the first forward: nothing written or edited
+    assert (
+        transformers_seam.cache_length(cache) == 0
+    )  # refused at the first forward: nothing written or edited
 
 
 def test_direct_forward_calls_outside_generate_still_work():
@@ -183,7 +185,7 @@ def test_non_finite_entropy_stops_that_sequence_restores_its_values_and_warns_on
     def snapshot(module, args, kwargs, output):
         session_state = session._state
         if session_state is not None and session_state.step == 6:
-            values = upstream.layer_values(session_state.cache, session.adapter.cache_layer_index)
+            values = transformers_seam.layer_values(session_state.cache, session.adapter.cache_layer_index)
             seen["values"] = values[1].clone()
 
     try:
@@ -200,8 +202,10 @@ def test_non_finite_entropy_stops_that_sequence_restores_its_values_and_warns_on
     assert broken.diverged and broken.entropy[3] is None and broken.alpha[3] is None
     assert broken.update_steps == [1] and all(h is not None for h in broken.entropy[4:])
     plain_cache = DynamicCache(config=model.config)
-    model.generate(**inputs, max_new_tokens=1, do_sample=False, **upstream.cache_kwargs(model, plain_cache))
-    original = upstream.layer_values(plain_cache, session.adapter.cache_layer_index)[1]
+    model.generate(
+        **inputs, max_new_tokens=1, do_sample=False, **transformers_seam.cache_kwargs(model, plain_cache)
+    )
+    original = transformers_seam.layer_values(plain_cache, session.adapter.cache_layer_index)[1]
     span = torch.tensor(broken.span)
     assert torch.equal(seen["values"][:, span], original[:, span])  # restored, not left edited
     path = vreason.save_traces(session.traces, tmp_path / "t.json")

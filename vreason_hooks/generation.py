@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import upstream
+from . import transformers_seam
 from .adapters import ResolvedAdapter
 from .config import VReasonConfig
 from .controller import EntropySwitch, ValueController
@@ -108,7 +108,7 @@ class Generation:
     @property
     def values(self) -> torch.Tensor | None:
         """``(batch, num_kv_heads, seq_len, head_dim)`` cached values of the controlled layer."""
-        return upstream.layer_values(self.cache, self.adapter.cache_layer_index)
+        return transformers_seam.layer_values(self.cache, self.adapter.cache_layer_index)
 
     # ------------------------------------------------------------------ before each forward
     def advance(self, input_ids: torch.Tensor | None, eos_ids: frozenset) -> None:
@@ -135,7 +135,7 @@ class Generation:
             return
         if self.config.lite:
             self._prune(prompt_length, attention_mask)
-        upstream.check_dynamic_cache(
+        transformers_seam.check_dynamic_cache(
             cache, [self.adapter.cache_layer_index], needed_by="V-Reason (controlled layer)"
         )
         if self.config.updates and self.has_span:  # else nothing ever moves: no snapshot, no ΔV, no optimiser

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from . import upstream
+from . import transformers_seam
 from .config import VReasonConfig
 from .errors import UncontrolledGenerationError, UnsupportedSettingError
 from .trace import Trace
@@ -20,7 +20,7 @@ SUPPORTED_CACHE_IMPLEMENTATIONS = (None, "dynamic")
 
 def check_generation_settings(kwargs: dict, generation_config, cache_layer_index: int) -> None:
     """Refuse, in one line each, the settings of a ``generate(**kwargs)`` call V-Reason cannot run under."""
-    setting = functools.partial(upstream.generation_setting, kwargs, generation_config)
+    setting = functools.partial(transformers_seam.generation_setting, kwargs, generation_config)
     beams = setting("num_beams") or 1
     if beams > 1:
         raise UnsupportedSettingError(
@@ -40,9 +40,11 @@ def check_generation_settings(kwargs: dict, generation_config, cache_layer_index
             f"V-Reason needs a DynamicCache; cache_implementation={implementation!r} is not supported "
             "(drop it, or pass cache_implementation='dynamic')"
         )
-    cache = upstream.forward_cache(kwargs)
+    cache = transformers_seam.forward_cache(kwargs)
     if cache is not None:
-        upstream.check_dynamic_cache(cache, [cache_layer_index], needed_by="V-Reason (controlled layer)")
+        transformers_seam.check_dynamic_cache(
+            cache, [cache_layer_index], needed_by="V-Reason (controlled layer)"
+        )
 
 
 def check_controlled(traces: list[Trace], config: VReasonConfig) -> None:
@@ -60,5 +62,5 @@ def check_controlled(traces: list[Trace], config: VReasonConfig) -> None:
             f"V-Reason made no update in a generate call that should have made some ({len(silent)} "
             "sequence(s) "
             f"with a span ran {len(silent[0].entropy)} tokens at step_interval={config.step_interval}): "
-            f"the controller did not see the model's cache; {upstream.version_note()}"
+            f"the controller did not see the model's cache; {transformers_seam.version_note()}"
         )

@@ -37,7 +37,7 @@ from fractions import Fraction
 
 import torch
 
-from . import upstream
+from . import transformers_seam
 from .config import VReasonConfig
 from .errors import UnsupportedSettingError, UpstreamError
 
@@ -133,7 +133,7 @@ class PrunedLayout:
                 "positions "
                 "would follow the pruned cache length; use lite=False"
             )
-        generated = upstream.cache_length(cache) - self.length
+        generated = transformers_seam.cache_length(cache) - self.length
         if generated < 0:
             raise UnsupportedSettingError(
                 "V-Reason Lite: the cache is shorter than the pruned prefill; do not crop or reuse a pruned "
@@ -167,7 +167,9 @@ def _check_original_mask(mask, total: int) -> None:
 
 def check_prunable(cache) -> None:
     """Refuse caches Lite cannot shrink safely: anything but a DynamicCache of plain full-attention layers."""
-    upstream.check_dynamic_cache(cache, needed_by="V-Reason Lite (every layer)", remedy=": use lite=False")
+    transformers_seam.check_dynamic_cache(
+        cache, needed_by="V-Reason Lite (every layer)", remedy=": use lite=False"
+    )
 
 
 @torch.no_grad()
@@ -193,7 +195,7 @@ def prune_cache(
     Returns the :class:`PrunedLayout`; with nothing to drop the cache is left untouched.
     """
     check_prunable(cache)
-    tensors = [upstream.layer_tensors(cache, i) for i in range(len(upstream.cache_layers(cache)))]
+    tensors = transformers_seam.all_layer_tensors(cache)
     length = tensors[0][0].shape[2]
     _check_fresh(length, prompt_length)
     dropped = _dropped_per_layer(tensors, spans, config, control_layer)
@@ -250,7 +252,9 @@ def _gather_layers(cache, tensors: list, sources: list[torch.Tensor]) -> None:
             tensors[index],
             None,
         )  # drop our reference: the old layer is freed now
-        upstream.set_layer_tensors(cache, index, _gather_slots(keys, source), _gather_slots(values, source))
+        transformers_seam.set_layer_tensors(
+            cache, index, _gather_slots(keys, source), _gather_slots(values, source)
+        )
         del keys, values
 
 
@@ -361,7 +365,7 @@ class PrefillPruner:
             not self.sources
         ):  # first layer of this prefill: refuse a cache Lite cannot shrink before touching it
             check_prunable(cache)
-        keys, values = upstream.layer_tensors(cache, index)
+        keys, values = transformers_seam.layer_tensors(cache, index)
         _check_fresh(keys.shape[2], self.length, holder=f"layer {index}")
         scored = values if self.config.prune_score == "value" else keys
         dropped = choose_dropped(token_scores(scored), self.spans, self.config.prune_ratio)
@@ -374,13 +378,13 @@ class PrefillPruner:
         self.sources[index], self.dropped[index] = source, dropped
         pruned = _gather_slots(keys, source), _gather_slots(values, source)
         del keys, values, scored  # the cache's reference is the last one: the full layer goes with it
-        upstream.set_layer_tensors(cache, index, *pruned)
+        transformers_seam.set_layer_tensors(cache, index, *pruned)
 
     def layout(self, cache, control_layer: int) -> PrunedLayout:
         """The layout once the prefill forward is done; checks that every cache layer was pruned."""
         check_prunable(cache)
-        count = len(upstream.cache_layers(cache))
-        device = upstream.layer_tensors(cache, control_layer)[0].device
+        count = len(transformers_seam.cache_layers(cache))
+        device = transformers_seam.layer_tensors(cache, control_layer)[0].device
         if not self.drops:  # nothing to drop: the cache was never touched, output bit for bit
             identity = torch.arange(self.length, device=device).expand(len(self.spans), self.length)
             sources, dropped = [identity] * count, [[s[:0] for s in self.spans]] * count
@@ -390,7 +394,7 @@ class PrefillPruner:
                 raise UpstreamError(
                     f"V-Reason Lite prune_at='prefill': cache layers {missing} were written by no hooked "
                     "decoder "
-                    f"layer; use prune_at='after_prefill'; {upstream.version_note()}"
+                    f"layer; use prune_at='after_prefill'; {transformers_seam.version_note()}"
                 )
             sources = [self.sources[i] for i in range(count)]
             dropped = [self.dropped[i] for i in range(count)]
@@ -415,11 +419,11 @@ def prefill_pruning_hooks(decoder_layers, keyword: str, current_pruner) -> list:
     def hook(module, args, kwargs, output, index):
         pruner = current_pruner()
         if pruner is not None and pruner.drops:
-            pruner.prune_layer(upstream.find_cache(kwargs, keyword)[1], index)
+            pruner.prune_layer(transformers_seam.find_cache(kwargs, keyword)[1], index)
 
     return [
         layer.register_forward_hook(
-            functools.partial(hook, index=upstream.layer_index(layer, i)), with_kwargs=True
+            functools.partial(hook, index=transformers_seam.layer_index(layer, i)), with_kwargs=True
         )
         for i, layer in enumerate(decoder_layers)
     ]

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import upstream
+from . import transformers_seam
 from .adapters import AdapterSpec, ResolvedAdapter, resolve
 from .config import VReasonConfig, coerce_config
 from .controller import entropy
@@ -107,8 +107,8 @@ class Session:
         self._warned: set[str] = set()
         self._handles = []
         # Resolved once: a signature V-Reason does not know is refused here, not discovered as a silent no-op.
-        self._model_cache_keyword = upstream.cache_keyword(self.model)
-        self._layer_cache_keyword = upstream.cache_keyword(self.adapter.last_layer)
+        self._model_cache_keyword = transformers_seam.cache_keyword(self.model)
+        self._layer_cache_keyword = transformers_seam.cache_keyword(self.adapter.last_layer)
         if self.config.lite and self.adapter.spec.span.kind == "prompt":
             warnings.warn(
                 f"V-Reason Lite with the text adapter {self.adapter.spec.name!r} prunes "
@@ -201,7 +201,7 @@ class Session:
         with (
             self._generate_lock
         ):  # one controlled generate at a time: the hooks and the cache edits are shared
-            self._eos_ids = frozenset(upstream.eos_ids(kwargs, generation_config))
+            self._eos_ids = frozenset(transformers_seam.eos_ids(kwargs, generation_config))
             self._calls += 1
             first_trace = len(self.traces)
             self._in_generate, self._generating_thread = True, threading.get_ident()
@@ -225,7 +225,7 @@ class Session:
                 "serialised), "
                 "or attach a separate model copy per thread"
             )
-        if not self._in_generate and upstream.inside_generate(self.model):
+        if not self._in_generate and transformers_seam.inside_generate(self.model):
             raise UnsupportedSettingError(
                 "V-Reason: this generate call bypassed the attached model.generate (a `generate` bound "
                 "before "
@@ -247,8 +247,8 @@ class Session:
         if cache is None or past == 0 or (state.cache is not None and cache is not state.cache):
             raise UpstreamError(
                 f"V-Reason: a decode step of {type(self.model).__name__} arrived without the KV cache the "
-                "prefill "
-                f"created (looked for keyword {self._model_cache_keyword!r}); {upstream.version_note()}"
+                f"prefill created (looked for keyword {self._model_cache_keyword!r}); "
+                f"{transformers_seam.version_note()}"
             )
 
     # ------------------------------------------------------------------ hooks
@@ -256,8 +256,8 @@ class Session:
         if self._paused:
             return None
         input_ids = kwargs.get("input_ids", args[0] if args else None)
-        _, cache = upstream.find_cache(kwargs, self._model_cache_keyword)
-        past = upstream.cache_length(cache)
+        _, cache = transformers_seam.find_cache(kwargs, self._model_cache_keyword)
+        past = transformers_seam.cache_length(cache)
         new_tokens = input_ids.shape[1] if input_ids is not None else kwargs["inputs_embeds"].shape[1]
         self._check_decode_cache(cache, past)
         if self._state is None or past == 0 or new_tokens > 1:
@@ -277,28 +277,28 @@ class Session:
         state = self._state
         if self._paused or state is None or not state.update_now:
             return None
-        key, cache = upstream.find_cache(kwargs, self._layer_cache_keyword)
+        key, cache = transformers_seam.find_cache(kwargs, self._layer_cache_keyword)
         if cache is None:
             raise UpstreamError(
                 f"adapter {self.adapter.spec.name!r}: the last decoder layer ({type(module).__name__}) "
-                "received no "
-                f"cache (looked for keyword {self._layer_cache_keyword!r}); {upstream.version_note()}"
+                f"received no cache (looked for keyword {self._layer_cache_keyword!r}); "
+                f"{transformers_seam.version_note()}"
             )
         state.grad_scope.enter()
         kwargs = {**kwargs, key: GradValuesCache(cache, self.adapter.cache_layer_index, state.controller)}
         # The layer's input is the only way in: detaching it keeps the graph to one layer + norm + head.
-        return upstream.replace_layer_input(args, kwargs, torch.Tensor.detach)
+        return transformers_seam.replace_layer_input(args, kwargs, torch.Tensor.detach)
 
     def _after_model(self, module, args, kwargs, output):
         state = self._state
         if self._paused or state is None:
             return output
-        logits = upstream.output_logits(output)
+        logits = transformers_seam.output_logits(output)
         try:
             if state.step == 0:
-                cache = upstream.find_cache(kwargs, self._model_cache_keyword)[1]
+                cache = transformers_seam.find_cache(kwargs, self._model_cache_keyword)[1]
                 if cache is None:  # not `or`: an empty Cache is falsy
-                    cache = upstream.output_cache(output)
+                    cache = transformers_seam.output_cache(output)
                 input_ids = kwargs.get("input_ids", args[0] if args else None)
                 state.take_cache(cache, input_ids.shape[1], kwargs.get("attention_mask"))
             losses = state.record(entropy(logits[:, -1, :]))

@@ -8,7 +8,7 @@ lmms-eval's own wrappers with generation inside :func:`vreason_hooks.attach` (:m
 docs/lmms-eval.md.
 """
 
-from .upstream import ensure_filelock_api
+from .lmms_eval_seam import ensure_filelock_api
 
 # lmms-eval imports this package while it builds its model registry, before any run: the place to put back
 # what a newer filelock removed, for every model of the run (the upstream baseline's too, so that both sides

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from loguru import logger as eval_logger
 
-from . import upstream
+from . import lmms_eval_seam
 
 
 def rename_pending_task_manager(prompt_model: str, own_names: tuple[str, ...]) -> bool:
@@ -26,7 +26,7 @@ def rename_pending_task_manager(prompt_model: str, own_names: tuple[str, ...]) -
     Only a manager that still carries one of our own names is touched, so an explicit
     ``TaskManager(model_name=...)`` passed to ``simple_evaluate`` by a user wins.
     """
-    manager = upstream.pending_task_manager()
+    manager = lmms_eval_seam.pending_task_manager()
     if manager is None:
         eval_logger.warning(
             "V-Reason: no lmms-eval TaskManager found while building the model; tasks pick prompts by the "
@@ -35,17 +35,17 @@ def rename_pending_task_manager(prompt_model: str, own_names: tuple[str, ...]) -
             f"task_manager=TaskManager(model_name={prompt_model!r})."
         )
         return False
-    current = upstream.task_manager_model_name(manager)
+    current = lmms_eval_seam.task_manager_model_name(manager)
     if current in own_names and current != prompt_model:
         eval_logger.info(
             f"V-Reason: tasks will pick prompts and generation kwargs for {prompt_model!r} (not "
             f"{current!r}), as the baseline does; pass prompt_model=own to keep the own name"
         )
-        upstream.set_task_manager_model_name(manager, prompt_model)
-    return upstream.task_manager_model_name(manager) == prompt_model
+        lmms_eval_seam.set_task_manager_model_name(manager, prompt_model)
+    return lmms_eval_seam.task_manager_model_name(manager) == prompt_model
 
 
 def run_stamp() -> str:
     """The run's ``datetime_str`` (the prefix of lmms-eval's results and samples files), else a new one."""
-    stamp = upstream.run_datetime_str()
-    return stamp.replace(":", "-") if stamp else upstream.new_datetime_str()
+    stamp = lmms_eval_seam.run_datetime_str()
+    return stamp.replace(":", "-") if stamp else lmms_eval_seam.new_datetime_str()

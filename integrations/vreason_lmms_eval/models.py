@@ -23,7 +23,7 @@ from lmms_eval.models.simple.llava_hf import LlavaHf as _LlavaSimple
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _QwenSimple
 from lmms_eval.models.simple.qwen3_vl import Qwen3_VL as _Qwen3Simple
 
-from vreason_hooks import upstream as hf_upstream
+from vreason_hooks import transformers_seam
 
 from .wrapper import VReasonModel, upstream_arguments
 
@@ -161,7 +161,7 @@ class _Qwen3Loader(_QwenLoader):
         ``A<n>B`` in the checkpoint name; the config's ``model_type`` also gets a local folder right."""
         from transformers import AutoConfig
 
-        from .upstream import qwen3_model_class
+        from .lmms_eval_seam import qwen3_model_class
 
         model_type = AutoConfig.from_pretrained(pretrained).model_type
         return qwen3_model_class(pretrained, is_moe=model_type.endswith("_moe"))
@@ -208,7 +208,9 @@ class _MediaKeywords:
                 kwargs[self.RENAMED.get(key, key)] = media
         videos = kwargs.get("videos")
         if videos and all(isinstance(v, str) for v in videos) and "video_metadata" not in kwargs:
-            frames, metadata = zip(*(hf_upstream.load_video(path, self.VIDEO_BACKEND) for path in videos))
+            frames, metadata = zip(
+                *(transformers_seam.load_video(path, self.VIDEO_BACKEND) for path in videos)
+            )
             kwargs["videos"], kwargs["video_metadata"] = list(frames), list(metadata)
         return self.processor(*args, **kwargs)
 
@@ -224,8 +226,8 @@ class VReasonHF(_Loader, _HFChat):
     ``bfloat16``,
     ``AutoProcessor`` / ``AutoTokenizer``, system / reasoning prompt) with two fixes without which upstream
     cannot generate on transformers 5: the model is loaded with its language-model head
-    (:func:`vreason_hooks.upstream.generation_auto_class`; upstream falls back to ``AutoModel``), and the
-    processor takes upstream's media arguments (:class:`_MediaKeywords`).
+    (:func:`vreason_hooks.transformers_seam.generation_auto_class`; upstream falls back to ``AutoModel``), and
+    the processor takes upstream's media arguments (:class:`_MediaKeywords`).
     """
 
     is_simple = False
@@ -241,7 +243,7 @@ class VReasonHF(_Loader, _HFChat):
         pretrained, remote = args["pretrained"], bool(args["trust_remote_code"])
         self.trust_remote_code = remote
         config = AutoConfig.from_pretrained(pretrained, trust_remote_code=remote)
-        auto = hf_upstream.generation_auto_class(config) or (AutoModel if remote else None)
+        auto = transformers_seam.generation_auto_class(config) or (AutoModel if remote else None)
         if auto is None:
             raise ValueError(
                 f"{self.MODEL_NAME}: pretrained={pretrained} ({config.model_type}) has no transformers class "

@@ -152,7 +152,7 @@ def cli_output_dir(argv: list[str] | None = None) -> Path | None:
     ``None`` when the process was not started with ``--output_path`` (e.g. ``simple_evaluate`` from Python).
     The model name is derived from ``--model_args`` with lmms-eval's own helpers, as its tracker does.
     """
-    from .upstream import output_model_name
+    from .lmms_eval_seam import output_model_name
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--output_path")

@@ -116,7 +116,7 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
     """Pick the spec (auto, by name, by path, or given) and find its modules in ``model``."""
     from torch import nn
 
-    from .. import upstream
+    from .. import transformers_seam
 
     spec = _pick_spec(model, adapter)
     hf_model = unwrap_model(model)
@@ -129,7 +129,7 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
             f"{spec.where()}: key 'modules.decoder_layers': {spec.modules.decoder_layers!r} "
             "is not a non-empty nn.ModuleList"
         )
-    if spec.positions.rope_deltas is not None and not upstream.has_model_attribute(
+    if spec.positions.rope_deltas is not None and not transformers_seam.has_model_attribute(
         hf_model, spec.positions.rope_deltas
     ):
         raise SpecError(
@@ -141,7 +141,7 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
     _check_kinds(spec, hf_model, final_norm, lm_head)
     spec.span_token_id(hf_model.config)  # a bad span.token_id_field fails here, not at the first generate
     return ResolvedAdapter(
-        spec, hf_model, last, final_norm, lm_head, upstream.layer_index(last, len(layers) - 1)
+        spec, hf_model, last, final_norm, lm_head, transformers_seam.layer_index(last, len(layers) - 1)
     )
 
 

@@ -199,12 +199,12 @@ class AdapterSpec(BaseModel):
         """
         import torch
 
-        from .. import upstream
+        from .. import transformers_seam
 
         positions = torch.arange(past, past + new, device=device).expand(batch, new)
         if self.positions.kind == "plain":
             return positions
-        deltas = upstream.model_attribute(model, self.positions.rope_deltas)
+        deltas = transformers_seam.model_attribute(model, self.positions.rope_deltas)
         if deltas is None:  # no multimodal prefill (text-only prompt): the model falls back to plain rows too
             return positions.unsqueeze(0).expand(self.positions.rows, batch, new)
         deltas = deltas.to(device).repeat_interleave(batch // deltas.shape[0], dim=0)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from .. import upstream
+from .. import transformers_seam
 
 PACKAGES = ("torch", "transformers", "lmms-eval", "filelock")
 """Checked against the declared ranges (``pyproject.toml``; lmms-eval and filelock: the ``eval`` extra)."""
@@ -36,11 +36,14 @@ def version_checks() -> list[Check]:
     """Python and the packages of :data:`PACKAGES`: installed version, declared range, inside or outside."""
     checks = [Check("python", True, platform.python_version())]
     for name in PACKAGES:
-        version, spec = upstream.installed_version(name), upstream.supported_ranges().get(name)
+        version, spec = (
+            transformers_seam.installed_version(name),
+            transformers_seam.supported_ranges().get(name),
+        )
         if version is None:
             checks.append(Check(name, True, f"not installed (supported: {spec or 'any'})"))
             continue
-        inside = upstream.in_supported_range(name)
+        inside = transformers_seam.in_supported_range(name)
         where = "no declared range" if inside is None else ("inside" if inside else "OUTSIDE")
         checks.append(Check(name, inside is not False, f"{version}  {where} {spec or ''}".rstrip()))
     return checks
@@ -53,7 +56,7 @@ def registry_checks() -> list[Check]:
     specs = available()
     checks = [Check("adapters", bool(specs), ", ".join(s.name for s in specs) or "none")]
     names = []
-    installed = upstream.installed_version("lmms-eval") is not None
+    installed = transformers_seam.installed_version("lmms-eval") is not None
     try:
         if installed:  # lmms-eval loads our entry point while it builds its registry: let it go first
             importlib.import_module("lmms_eval.models")

@@ -1,5 +1,5 @@
-"""The seam to transformers (vreason_hooks.upstream): what it resolves on the installed release, and the loud
-failures when an internal moves (an unknown cache keyword, a cache the hooks cannot see)."""
+"""The seam to transformers (vreason_hooks.transformers_seam): what it resolves on the installed release, and
+the loud failures when an internal moves (an unknown cache keyword, a cache the hooks cannot see)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from packaging.version import Version
 from transformers import LlamaForCausalLM
 
 import vreason_hooks as vreason
-from vreason_hooks import upstream
+from vreason_hooks import transformers_seam
 from vreason_hooks.apps import testing as T
 from vreason_hooks.errors import NoAdapterError, UncontrolledGenerationError, UpstreamError
 
@@ -36,10 +36,10 @@ def test_cache_keyword_of_every_family_matches_the_installed_release(family):
 
 
 def test_supported_range_is_read_from_the_package_metadata():
-    ranges = upstream.supported_ranges()
+    ranges = transformers_seam.supported_ranges()
     assert ranges["transformers"].startswith(">=") and "<" in ranges["transformers"]
-    assert upstream.in_supported_range("transformers") is True, upstream.version_note()
-    note = upstream.version_note()
+    assert transformers_seam.in_supported_range("transformers") is True, transformers_seam.version_note()
+    note = transformers_seam.version_note()
     assert transformers.__version__ in note and ranges["transformers"] in note and "vreason doctor" in note
 
 
@@ -87,8 +87,8 @@ class _SmuggledCacheLlama(LlamaForCausalLM):
 
     def prepare_inputs_for_generation(self, *args, **kwargs):
         inputs = super().prepare_inputs_for_generation(*args, **kwargs)
-        key = upstream.cache_keyword(LlamaForCausalLM)
-        if self.smuggle_at_decode or upstream.cache_length(inputs.get(key)) == 0:
+        key = transformers_seam.cache_keyword(LlamaForCausalLM)
+        if self.smuggle_at_decode or transformers_seam.cache_length(inputs.get(key)) == 0:
             inputs["smuggled_cache"] = inputs.pop(key, None)
         return inputs
 
@@ -96,7 +96,7 @@ class _SmuggledCacheLlama(LlamaForCausalLM):
         # `cache` in the signature: what V-Reason reads at attach. The cache really comes as smuggled_cache.
         cache = smuggled_cache if smuggled_cache is not None else cache
         if cache is not None:
-            kwargs[upstream.cache_keyword(LlamaForCausalLM)] = cache
+            kwargs[transformers_seam.cache_keyword(LlamaForCausalLM)] = cache
         return super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
 
@@ -119,7 +119,7 @@ def test_decode_step_without_the_prefill_cache_raises():
 
 def test_generate_that_ends_without_updates_raises(monkeypatch):
     """The hooks miss the prefill's cache (in its input and its output): no controller, no update."""
-    monkeypatch.setattr(upstream, "output_cache", lambda output: None)
+    monkeypatch.setattr(transformers_seam, "output_cache", lambda output: None)
     model = _smuggling_model(at_decode=False)
     with vreason.attach(model, ACTIVE):
         with pytest.raises(
@@ -130,7 +130,7 @@ def test_generate_that_ends_without_updates_raises(monkeypatch):
 
 @pytest.mark.parametrize("config", [dict(objective="none"), dict(lr=0.0)])
 def test_settings_that_make_no_update_do_not_raise(monkeypatch, config):
-    monkeypatch.setattr(upstream, "output_cache", lambda output: None)
+    monkeypatch.setattr(transformers_seam, "output_cache", lambda output: None)
     model = _smuggling_model(at_decode=False)
     with vreason.attach(model, vreason.VReasonConfig(step_interval=2, **config)):
         model.generate(**T.text_inputs(), **GEN)

@@ -1,6 +1,5 @@
-"""The seam to lmms-eval (vreason_lmms_eval.upstream): the internals the integration reads still exist where
-it
-reads them, and the filelock stand-in makes lmms-eval's own deadlock patch work on filelock 4.3."""
+"""The seam to lmms-eval (vreason_lmms_eval.lmms_eval_seam): the internals the integration reads still exist
+where it reads them, and the filelock stand-in makes lmms-eval's own deadlock patch work on filelock 4.3."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import pytest
 
 pytest.importorskip("lmms_eval")
 
-from vreason_lmms_eval import upstream
+from vreason_lmms_eval import lmms_eval_seam
 
 
 def test_simple_evaluate_still_builds_the_locals_we_read():
@@ -22,7 +21,7 @@ def test_simple_evaluate_still_builds_the_locals_we_read():
         if hasattr(evaluator.simple_evaluate, "__wrapped__")
         else evaluator.simple_evaluate.__code__.co_varnames
     )
-    assert upstream.TASK_MANAGER_LOCAL in names and upstream.RUN_STAMP_LOCAL in names
+    assert lmms_eval_seam.TASK_MANAGER_LOCAL in names and lmms_eval_seam.RUN_STAMP_LOCAL in names
 
 
 def test_task_manager_has_the_model_name_we_rename():
@@ -41,13 +40,15 @@ def test_pending_task_manager_and_run_stamp_are_found_up_the_stack():
         return model_init()
 
     def model_init():
-        return upstream.pending_task_manager(), upstream.run_datetime_str()
+        return lmms_eval_seam.pending_task_manager(), lmms_eval_seam.run_datetime_str()
 
     manager, stamp = simple_evaluate()
-    assert upstream.task_manager_model_name(manager) == "vreason_qwen2_5_vl" and stamp == "20261130_000000"
-    upstream.set_task_manager_model_name(manager, "qwen2_5_vl")
+    assert (
+        lmms_eval_seam.task_manager_model_name(manager) == "vreason_qwen2_5_vl" and stamp == "20261130_000000"
+    )
+    lmms_eval_seam.set_task_manager_model_name(manager, "qwen2_5_vl")
     assert manager.model_name == "qwen2_5_vl"
-    assert upstream.pending_task_manager() is None  # outside a run
+    assert lmms_eval_seam.pending_task_manager() is None  # outside a run
 
 
 def test_filelock_api_is_importable_and_lmms_eval_patch_runs():
@@ -72,4 +73,4 @@ def test_filelock_api_is_importable_and_lmms_eval_patch_runs():
 
 
 def test_output_model_name_matches_lmms_eval_folders():
-    assert upstream.output_model_name("pretrained=/tmp/ckpt/tiny-qwen,lr=0.1").endswith("tiny-qwen")
+    assert lmms_eval_seam.output_model_name("pretrained=/tmp/ckpt/tiny-qwen,lr=0.1").endswith("tiny-qwen")

@@ -6,7 +6,7 @@ the cache classes V-Reason can run on, the generation-config fields that decide 
 logits and the cache in a model's output, attributes a spec names (M-RoPE offsets), and the decoder layer's
 hidden-states
 argument. When a transformers release renames one of them, the fix is one line here, and
-``tests/test_upstream.py`` fails first.
+``tests/test_transformers_seam.py`` fails first.
 
 Known moves:
 
@@ -208,6 +208,11 @@ def layer_tensors(cache, index: int):
     """``(keys, values)`` of cache layer ``index``, each ``(batch, num_kv_heads, seq_len, head_dim)``."""
     layer = cache.layers[index]
     return layer.keys, layer.values
+
+
+def all_layer_tensors(cache) -> list:
+    """``[(keys, values)]`` of every layer of ``cache`` (see :func:`layer_tensors`)."""
+    return [layer_tensors(cache, i) for i in range(len(cache_layers(cache)))]
 
 
 def layer_values(cache, index: int):

@@ -4,7 +4,7 @@ What the integration reads from lmms-eval beyond its model API: locals of ``simp
 the calling frames (the pending ``TaskManager`` and the run's ``datetime_str``), the ``TaskManager``'s
 ``model_name``, the helpers that derive the output folder's model name, ``qwen3_vl``'s class resolver, and the
 module
-``filelock._api`` that ``simple_evaluate`` imports. ``tests/test_lmms_eval_upstream.py`` fails when one moves.
+``filelock._api`` that ``simple_evaluate`` imports. ``tests/test_lmms_eval_seam.py`` fails when one moves.
 
 Known moves:
 
@@ -103,7 +103,7 @@ def qwen3_model_class(pretrained: str, is_moe: bool):
 
 # ---------------------------------------------------------------------------------------------- filelock
 def _version(distribution: str) -> str | None:
-    from vreason_hooks.upstream import installed_version
+    from vreason_hooks.transformers_seam import installed_version
 
     return installed_version(distribution)
 
