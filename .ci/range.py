@@ -73,8 +73,8 @@ def run(python: Path, version: str, label: str, pytest_args: list[str]) -> int:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(overlay), os.environ.get("PYTHONPATH")])),
     }
     check = (
-        "import transformers, sys; v = transformers.__version__; print('transformers', v); sys.exit(v "
-        f"!= {version!r})"
+        "import transformers, sys; v = transformers.__version__; print('transformers', v); sys.exit(v != "
+        f"{version!r})"
     )
     print(f"== {label} of the declared range: transformers {version}", flush=True)
     if subprocess.run([str(python), "-c", check], env=env, cwd=ROOT).returncode:

@@ -90,8 +90,8 @@ def build(workload: str):
             for i in range(count)
         )
         question = (
-            f"Read the notes, then answer. {notes} Question: how many red marbles are in box 5? Think "
-            "step by step."
+            f"Read the notes, then answer. {notes} Question: how many red marbles are in box 5? Think step "
+            "by step."
         )
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
@@ -250,8 +250,7 @@ def high_water(workload: str, repeats: int) -> dict:
 def high_water_markdown(results: list[dict]) -> str:
     head = (
         "| workload | span (pruned) | layers | variant | KV high-water MB | KV after prefill MB | KV at end "
-        "MB | "
-        "bound MB | CPU ms/token | vs plain |"
+        "MB | bound MB | CPU ms/token | vs plain |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -264,8 +263,7 @@ def high_water_markdown(results: list[dict]) -> str:
             lines.append(
                 f"| {r['workload']} | {r['span_tokens']:,} ({r['pruned_tokens']:,}) | {r['layers']} | {v} | "
                 f"{r['high_water_mb'][v]:.2f} | {r['after_prefill_mb'][v]:.2f} | {r['final_mb'][v]:.2f} | "
-                f"{bound} | "
-                f"{r['cpu_ms_per_token'][v]:.2f} | {r['cpu_ratio_vs_plain'][v]:.3f} |"
+                f"{bound} | {r['cpu_ms_per_token'][v]:.2f} | {r['cpu_ratio_vs_plain'][v]:.3f} |"
             )
     return "\n".join(lines)
 
@@ -511,8 +509,7 @@ def markdown(results: list[dict]) -> str:
     head = (
         "| workload | span tokens (pruned) | variant | KV MB after prefill | KV MB at end | span KV cut, "
         "every layer | whole-run peak MB | decode-phase peak MB | CPU ms/token | time vs plain | time vs "
-        "V-Reason "
-        "| wall ms/token |"
+        "V-Reason | wall ms/token |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -529,8 +526,7 @@ def markdown(results: list[dict]) -> str:
                 f"{r['kv_mb_after_prefill'][v]:.2f} | {r['kv_mb_at_end'][v]:.2f} | "
                 f"{cut_text if 'lite' in v else '0'} | {mem['peak_mb']:.1f} | {mem['decode_peak_mb']:.1f} | "
                 f"{r['ms_per_token'][v]:.2f} | {r['time_ratio'][v]:.3f} | "
-                f"{r['time_ratio_vs_vreason'][v]:.3f} | "
-                f"{r['wall_ms_per_token'][v]:.1f} |"
+                f"{r['time_ratio_vs_vreason'][v]:.3f} | {r['wall_ms_per_token'][v]:.1f} |"
             )
     return "\n".join(lines)
 

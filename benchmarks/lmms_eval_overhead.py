@@ -83,13 +83,12 @@ def main() -> None:
     base = times["upstream"]
     print(
         f"# lmms-eval overhead, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, torch threads {args.threads}, torch {torch.__version__}"
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
+        f"{args.threads}, torch {torch.__version__}"
     )
     print(
         f"# {args.docs} docs x {args.repeats} repeats, {args.new_tokens} new tokens/doc, bf16 tiny "
-        "Qwen2.5-VL "
-        f"(hidden {args.hidden}, {args.layers} layers, vocab "
+        f"Qwen2.5-VL (hidden {args.hidden}, {args.layers} layers, vocab "
         f"{models['upstream'].model.config.get_text_config().vocab_size}), 16 video tokens/doc"
     )
     print("| model | median s/doc | median ratio vs qwen2_5_vl | p25-p75 ratio |")

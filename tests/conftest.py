@@ -29,8 +29,7 @@ _UPSTREAM_CALLS = threading.local()
 @contextlib.contextmanager
 def upstream_call_deprecations():
     """Inside: a deprecation transformers logs is a third-party call's (e.g. lmms-eval passing
-    ``torch_dtype=``),
-    not ours, and does not fail the test. Name the caller where you use it."""
+    ``torch_dtype=``), not ours, and does not fail the test. Name the caller where you use it."""
     _UPSTREAM_CALLS.active = True
     try:
         yield

@@ -8,6 +8,16 @@ import torch
 from vreason_hooks.adapters import resolve
 
 
+def mixed_video_lengths(model) -> dict:
+    """Two Qwen2.5-VL sequences with different video lengths (16 and 4 tokens), left padded: the rows drop
+    different counts, so the pruned layout has filler slots and the M-RoPE deltas differ per row."""
+    from vreason_hooks.apps import testing as T
+
+    return T.stack_rows(
+        [T.qwen_video_inputs(model, grid=8, seed=1), T.qwen_video_inputs(model, grid=4, seed=2)]
+    )
+
+
 def decoder_layers(model):
     """The model's decoder layers, found through its adapter spec."""
     return model.get_submodule(resolve(model).spec.modules.decoder_layers)
@@ -19,8 +29,7 @@ def generate_masked(model, inputs: dict, dropped_per_layer, **gen):
 
     Args:
         dropped_per_layer: per decoder layer, per sequence, the positions to hide (a pruned layout's
-        ``dropped``).
-    """
+        ``dropped``)."""
     handles = []
     for index, layer in enumerate(decoder_layers(model)):
 

@@ -419,8 +419,8 @@ def test_usage_errors_exit_2():
 def test_cli_module_does_not_import_heavy_libraries():
     """``vreason --help`` must be quick: transformers and matplotlib are imported by the commands only."""
     code = (
-        "import sys, vreason_hooks.apps.cli; print(sorted(m for m in ('transformers', 'matplotlib') if m "
-        "in sys.modules))"
+        "import sys, vreason_hooks.apps.cli; print(sorted(m for m in ('transformers', 'matplotlib') if m in "
+        "sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
     assert out.stdout.strip() == "[]", out.stderr

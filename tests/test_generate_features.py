@@ -259,11 +259,45 @@ def test_bfloat16_model_lr0_is_bit_identical_and_updates_move_bf16_cache():
     assert session.traces[0].delta_norm[-1] > 0
 
 
-def test_gradient_cache_view_passes_isinstance_checks():
-    from vreason_hooks.grad_path import GradValuesCache as _GradValuesCache
+def test_every_step_sees_the_calls_own_cache_of_transformers_layers(qwen, qwen_inputs):
+    """No stand-in for the cache: every decoder layer of every step receives the cache object of the generate
+    call, and each of its layers is a transformers layer class or the documented ControlledLayer; after the
+    call the cache holds plain layers only."""
+    from vreason_hooks.grad_path import ControlledLayer
 
-    view = _GradValuesCache(DynamicCache(), 0, None)
-    assert isinstance(view, DynamicCache)
+    cache, seen = DynamicCache(config=qwen.config), []
+
+    def record(module, args, kwargs):
+        given = transformers_seam.forward_cache(kwargs)
+        seen.append((given, [type(layer) for layer in transformers_seam.cache_layers(given)]))
+
+    layers = qwen.get_submodule(vreason.adapters.find_adapter(qwen).modules.decoder_layers)
+    with vreason.attach(qwen, ACTIVE) as session:
+        handles = [layer.register_forward_pre_hook(record, with_kwargs=True) for layer in layers]
+        try:
+            qwen.generate(
+                **qwen_inputs,
+                max_new_tokens=8,
+                min_new_tokens=8,
+                **transformers_seam.cache_kwargs(qwen, cache),
+            )
+        finally:
+            for handle in handles:
+                handle.remove()
+    assert session.traces[0].update_steps == [1, 3, 5, 7]
+    assert seen and all(given is cache for given, _ in seen)
+    kinds = {kind for _, types in seen for kind in types}
+    assert ControlledLayer in kinds, "the controlled steps ran through the documented subclass"
+    assert all(kind is ControlledLayer or kind.__module__.startswith("transformers.") for kind in kinds)
+    assert not any(isinstance(layer, ControlledLayer) for layer in transformers_seam.cache_layers(cache))
+
+
+def test_no_class_is_faked_in_the_library():
+    """``__class__`` is never overridden (no proxy that lies about its type)."""
+    import pathlib
+
+    library = pathlib.Path(vreason.__file__).parent
+    assert not [p for p in library.rglob("*.py") if "__class__" in p.read_text()]
 
 
 def test_paused_session_decodes_plainly_and_pop_traces_forgets(qwen, qwen_inputs):

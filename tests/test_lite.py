@@ -6,6 +6,7 @@ import functools
 
 import pytest
 import torch
+import lite_reference
 from lite_reference import generate_masked, max_logit_diff
 
 import vreason_hooks as vreason
@@ -30,33 +31,9 @@ def _model(name: str):
     return builders[name]()
 
 
-def _ragged_qwen(model) -> dict:
-    """Two Qwen2.5-VL sequences with different video lengths (16 and 4 tokens), left padded: the rows drop
-    different counts, so the pruned layout has filler slots and the M-RoPE deltas differ per row."""
-    rows = [T.qwen_video_inputs(model, grid=8, seed=1), T.qwen_video_inputs(model, grid=4, seed=2)]
-    width = max(r["input_ids"].shape[1] for r in rows)
-    out = {}
-    for key in ("input_ids", "attention_mask", "mm_token_type_ids"):
-        out[key] = torch.stack(
-            [
-                torch.cat(
-                    [
-                        r[key].new_full((width - r[key].shape[1],), T.PAD if key == "input_ids" else 0),
-                        r[key][0],
-                    ]
-                )
-                for r in rows
-            ]
-        )
-    out["pixel_values_videos"] = torch.cat([r["pixel_values_videos"] for r in rows])
-    out["video_grid_thw"] = torch.cat([r["video_grid_thw"] for r in rows])
-    out["second_per_grid_ts"] = torch.cat([r["second_per_grid_ts"] for r in rows])
-    return out
-
-
 def _inputs(name: str, model, batch: int) -> dict:
     if name == "qwen2_5_vl":
-        return T.qwen_video_inputs(model, grid=8) if batch == 1 else _ragged_qwen(model)
+        return T.qwen_video_inputs(model, grid=8) if batch == 1 else lite_reference.mixed_video_lengths(model)
     if name == "llava_onevision":
         return T.llava_video_inputs(model, frames=8, batch=batch, pad=[0, 3][:batch])
     return T.text_inputs(batch=batch, length=14, pad=[0, 5][:batch])  # prompt spans of 14 and 9 tokens
@@ -165,7 +142,7 @@ def test_per_layer_scope_decodes_like_per_layer_masks():
 
     def capture(module, args, kwargs, output):
         if "layout" not in captured:
-            captured["layout"] = session._state.lite
+            captured["layout"] = session.generation.layout
 
     with vreason.attach(model, config) as session:
         handle = model.register_forward_hook(capture, with_kwargs=True)
@@ -279,7 +256,7 @@ def test_dropped_tokens_are_the_lowest_scoring_and_survivors_are_exact(score, sc
 
         def grab(module, args, kwargs, output):
             nonlocal layout
-            layout = layout or s._state.lite
+            layout = layout or s.generation.layout
 
         h = model.register_forward_hook(grab, with_kwargs=True)
         model.generate(**inputs, max_new_tokens=2, do_sample=False)

@@ -10,6 +10,7 @@ import functools
 
 import pytest
 import torch
+import lite_reference
 from lite_reference import decoder_layers, generate_masked, max_logit_diff
 
 import vreason_hooks as vreason
@@ -39,9 +40,7 @@ def _inputs(name: str, model, batch: int) -> dict:
     if name == "qwen2_5_vl":
         if batch == 1:
             return T.qwen_video_inputs(model, grid=8)
-        from test_lite import _ragged_qwen  # rows of 16 and 4 video tokens: different counts, filler slots
-
-        return _ragged_qwen(model)
+        return lite_reference.mixed_video_lengths(model)
     if name == "llava_onevision":
         return T.llava_video_inputs(model, frames=8, batch=batch, pad=[0, 3][:batch])
     return T.text_inputs(batch=batch, length=14, pad=[0, 5][:batch])
@@ -52,7 +51,7 @@ def _lite_run(model, inputs, config, **gen):
     captured = {}
 
     def grab(module, args, kwargs, output):
-        captured.setdefault("layout", session._state.lite)
+        captured.setdefault("layout", session.generation.layout)
 
     with vreason.attach(model, config) as session:
         handle = model.register_forward_hook(grab, with_kwargs=True)

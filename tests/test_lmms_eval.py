@@ -3,8 +3,7 @@
 The CLI tests (``slow``) run ``lmms-eval`` in subprocesses, offline, on tiny checkpoints with the real Qwen
 tokenizer. The CLI can exit 0 after an error, so they assert on the files it writes, never on the exit code.
 All CLI runs start together in one module fixture (they are mostly start-up time) and are read by several
-tests.
-"""
+tests."""
 
 from __future__ import annotations
 
@@ -504,8 +503,7 @@ def test_bad_videos_fail_alone(cli, name):
 @pytest.mark.slow
 def test_cli_objective_none_equals_upstream(cli):
     """``lmms-eval --model vreason_qwen3_vl --model_args ...,objective=none`` and ``--model qwen3_vl`` on the
-    same
-    tiny checkpoint: the same prompt (the task saw the upstream name), the same answer and score per
+    same tiny checkpoint: the same prompt (the task saw the upstream name), the same answer and score per
     document."""
     ours, upstream = cli["qwen3_none"], cli["qwen3_upstream"]
     assert ours.results()["results"] == upstream.results()["results"], (ours.tail(), upstream.tail())
@@ -616,8 +614,7 @@ EQUALITY_CASES = {
 @pytest.mark.parametrize("case", EQUALITY_CASES)
 def test_objective_none_answers_equal_upstream(tmp_path, case):
     """In one process: lmms-eval's own model and ours with ``objective=none`` answer the same requests (built
-    by
-    lmms-eval's task code) on the same tiny checkpoint with the same answers. (In process because upstream
+    by lmms-eval's task code) on the same tiny checkpoint with the same answers. (In process because upstream
     ``huggingface`` cannot run through the CLI on transformers 5, and to keep the CLI runs few.)"""
     import importlib
 

@@ -104,10 +104,12 @@ def test_exception_inside_generate_leaves_no_grad_mode_or_hook(family):
 
     from transformers import LogitsProcessorList
 
+    flags = [p.requires_grad for p in model.parameters()]
     with vreason.attach(model, vreason.VReasonConfig(lr=0.05, step_interval=2)) as session:
         with pytest.raises(Stop):
             model.generate(**inputs, **GEN, logits_processor=LogitsProcessorList([explode]))
-        assert session._grad_scope is None
+        assert session.generation is None  # the call's state is gone with it
+        assert [p.requires_grad for p in model.parameters()] == flags  # the scope froze nothing for good
     assert torch.is_grad_enabled()  # the caller's grad mode is back (pytest runs with grad on)
     assert "generate" not in model.__dict__
 
@@ -120,7 +122,7 @@ def test_effective_span_values_keep_norms_and_turn(family):
     seen = []
 
     def inspect(input_ids, scores):
-        state = session._state
+        state = session.generation
         if state is not None and state.controller is not None and state.traces[0].update_steps:
             values = transformers_seam.layer_values(state.cache, session.adapter.cache_layer_index)
             for b, seq in state.controller.sequences.items():

@@ -183,7 +183,7 @@ def test_non_finite_entropy_stops_that_sequence_restores_its_values_and_warns_on
     seen = {}
 
     def snapshot(module, args, kwargs, output):
-        session_state = session._state
+        session_state = session.generation
         if session_state is not None and session_state.step == 6:
             values = transformers_seam.layer_values(session_state.cache, session.adapter.cache_layer_index)
             seen["values"] = values[1].clone()

@@ -21,18 +21,16 @@ GEN = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False)
 
 
 def _expected_keyword() -> str:
-    return "cache" if Version(transformers.__version__) >= RENAMED_IN else "past_key_" + "values"
+    return "cache" if Version(transformers.__version__) >= RENAMED_IN else "past_key_values"
 
 
 def test_cache_keyword_of_every_family_matches_the_installed_release(family):
-    _, build, _ = family
+    name, build, _ = family
     model = build()
-    session = vreason.attach(model)
-    try:
-        assert session._model_cache_keyword == _expected_keyword()
-        assert session._layer_cache_keyword == _expected_keyword()
-    finally:
-        session.detach()
+    adapter = vreason.adapters.resolve(model, name)
+    assert transformers_seam.cache_keyword(model) == _expected_keyword()
+    assert transformers_seam.cache_keyword(adapter.last_layer) == _expected_keyword()
+    vreason.attach(model).detach()  # attach resolves both the same way, and refuses neither
 
 
 def test_supported_range_is_read_from_the_package_metadata():

@@ -56,10 +56,8 @@ class VReasonConfig(BaseModel):
     Unknown fields are rejected and every value is checked, so a typo fails at construction with a message
     that names the field. Build one from keyword arguments, ``VReasonConfig.model_validate(dict)``, or
     :meth:`from_file` (TOML / JSON / YAML), or :func:`coerce_config` (``None``, a config or a mapping).
-    Numeric
-    fields must be finite and inside :data:`RANGES` (the message gives the range), and
-    ``lr · weight_decay < 1``.
-    """
+    Numeric fields must be finite and inside :data:`RANGES` (the message gives the range), and ``lr ·
+    weight_decay < 1``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -121,8 +119,7 @@ class VReasonConfig(BaseModel):
         if self.prune_at == "prefill" and self.prune_scope != "per_layer":
             raise ValueError(
                 "prune_at='prefill' scores each layer by its own norms while prefill writes it (the last "
-                "layer's do "
-                "not exist yet): set prune_scope='per_layer' with it"
+                "layer's do not exist yet): set prune_scope='per_layer' with it"
             )
         return self
 
@@ -140,8 +137,8 @@ class VReasonConfig(BaseModel):
         if self.lr * self.weight_decay >= 1:
             raise ValueError(
                 f"lr · weight_decay = {self.lr:g} · {self.weight_decay:g} = {self.lr * self.weight_decay:g} "
-                "must be "
-                "below 1 (AdamW multiplies ΔV by 1 − lr · weight_decay each step): lower lr or weight_decay"
+                "must be below 1 (AdamW multiplies ΔV by 1 − lr · weight_decay each step): lower lr or "
+                "weight_decay"
             )
         return self
 
@@ -153,8 +150,8 @@ class VReasonConfig(BaseModel):
         suffix = path.suffix.lower()
         if suffix not in CONFIG_SUFFIXES:
             raise ConfigError(
-                f"bad config file {path}: unknown type {path.suffix or '(no suffix)'!r}; "
-                f"use a {', '.join(CONFIG_SUFFIXES)} file of VReasonConfig fields"
+                f"bad config file {path}: unknown type {path.suffix or '(no suffix)'!r}; use a "
+                f"{', '.join(CONFIG_SUFFIXES)} file of VReasonConfig fields"
             )
         text = path.read_text()
         try:
@@ -177,8 +174,8 @@ class VReasonConfig(BaseModel):
             ) from None
         if not isinstance(data, Mapping):
             raise ConfigError(
-                f"bad config file {path}: holds a {type(data).__name__}, not a table of VReasonConfig "
-                "fields (e.g. lr = 3e-4)"
+                f"bad config file {path}: holds a {type(data).__name__}, not a table of VReasonConfig fields "
+                "(e.g. lr = 3e-4)"
             )
         try:
             return cls.model_validate(data)

@@ -187,8 +187,7 @@ class ValueController:
     @torch.no_grad()
     def drop(self, b: int, values: torch.Tensor) -> None:
         """Stop controlling sequence ``b``: its original span values go back into ``values``, its ΔV is
-        forgotten
-        (AdamW skips a parameter without ``.grad``, so the shared optimiser needs no change)."""
+        forgotten (AdamW skips a parameter without ``.grad``, so the shared optimiser needs no change)."""
         seq = self.sequences.pop(b)
         values[b].index_copy_(1, seq.positions, seq.original)
 

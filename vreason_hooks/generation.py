@@ -1,16 +1,18 @@
-"""One generation under V-Reason: the state of a prefill and of the decode steps that follow it.
+"""The state of a prefill and of the decode steps that follow it.
 
 :class:`Generation` holds the controlled spans, per sequence the EMA switch and the trace, the ΔV controller,
-the cache, V-Reason Lite's pruned layout, and the update schedule. The session's hooks drive it:
-:meth:`Generation.advance` before each forward, :meth:`Generation.take_cache` after the prefill,
-:meth:`Generation.record` and :meth:`Generation.update` after each forward, :meth:`Generation.finish` at the
-end. Nothing here knows about hooks or threads.
+the cache, V-Reason Lite's pruner and pruned layout, and the update schedule. The per-token flow
+(:mod:`vreason_hooks.hooks`) drives it: :meth:`Generation.advance` before each forward,
+:meth:`Generation.take_cache` after the prefill, :meth:`Generation.record` and :meth:`Generation.update` after
+each forward, :meth:`Generation.finish` at the end. Nothing here knows about hooks or threads, and nothing
+here enters or leaves the gradient scope.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -19,8 +21,8 @@ from .adapters import ResolvedAdapter
 from .config import VReasonConfig
 from .controller import EntropySwitch, ValueController
 from .errors import UnsupportedSettingError
-from .grad_path import GradScope
-from .lite import PrefillPruner, PrunedLayout, prune_cache
+from .grad_path import ControlledLayer, GradScope
+from .lite import LitePruner, PrunedLayout
 from .trace import Trace
 
 
@@ -37,7 +39,12 @@ class UpdateSchedule:
 
 @dataclass
 class Generation:
-    """State of one prefill and the decode steps that follow it (one per ``generate`` call)."""
+    """State of one prefill and the decode steps that follow it (one per ``generate`` call).
+
+    Public, read-only for users (``session.generation`` while a ``generate`` runs in this thread, e.g. from a
+    logits processor): ``spans``, ``traces``, ``step``, ``finished``, ``controller`` (ΔV per sequence),
+    ``cache`` and ``layout`` (Lite).
+    """
 
     config: VReasonConfig
     adapter: ResolvedAdapter
@@ -46,30 +53,29 @@ class Generation:
     switches: list[EntropySwitch]
     traces: list[Trace]
     grad_scope: GradScope
+    """The scope the per-token flow opens on update steps; handed to the :class:`ControlledLayer`."""
     schedule: UpdateSchedule
     call: int = 0
     """The session's ``generate`` call number this prefill belongs to."""
     step: int = -1
     """Index of the token the current forward produces (0: the prefill)."""
     finished: list[bool] = field(default_factory=list)
+    """Per sequence, whether ``generate`` stopped it (EOS, stop strings, a stopping criterion)."""
     controller: ValueController | None = None
-    cache: object = None
+    cache: Any = None
     update_now: bool = False
-    lite: PrunedLayout | None = None
+    layout: PrunedLayout | None = None
     """V-Reason Lite's pruned cache layout (``None``: cache not pruned)."""
-    pruner: PrefillPruner | None = None
-    """V-Reason Lite ``prune_at='prefill'``: prunes each layer during the prefill forward (``None`` after
-    it)."""
+    pruner: LitePruner | None = None
+    """V-Reason Lite's pruner of this prefill (``None`` after it, or without Lite)."""
     diverged: list[tuple[int, str]] = field(default_factory=list)
-    """``(sequence, what)`` of the sequences whose updates stopped on a non-finite value, for the session's
-    warning."""
+    """``(sequence, what)`` of the sequences whose updates stopped on a non-finite value, for the warning."""
 
     @classmethod
     def start(
         cls,
         config: VReasonConfig,
         adapter: ResolvedAdapter,
-        model_config,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
         past: int,
@@ -78,6 +84,7 @@ class Generation:
     ) -> Generation:
         """A new generation for a prefill of ``input_ids`` ``(batch, seq_len)`` after ``past`` cached
         tokens."""
+        model_config = adapter.model.config
         spans = [p + past for p in adapter.spec.span_positions(model_config, input_ids, attention_mask)]
         dump = config.model_dump()
         traces = [
@@ -86,20 +93,12 @@ class Generation:
         ]
         switches = [EntropySwitch(config.ema_beta, config.objective, config.ema_init) for _ in spans]
         pruner = None
-        if config.lite and config.prune_at == "prefill":
-            pruner = PrefillPruner.for_prefill(config, spans, input_ids.shape[1], attention_mask, past)
-        return cls(
-            config,
-            adapter,
-            spans,
-            switches,
-            traces,
-            grad_scope,
-            UpdateSchedule(config.step_interval),
-            call=call,
-            finished=[False] * len(spans),
-            pruner=pruner,
-        )
+        if config.lite:
+            length, index = input_ids.shape[1], adapter.cache_layer_index
+            pruner = LitePruner.for_prefill(config, spans, length, attention_mask, past, index)
+        schedule = UpdateSchedule(config.step_interval)
+        return cls(config, adapter, spans, switches, traces, grad_scope, schedule, call=call, pruner=pruner,
+                   finished=[False] * len(spans))  # fmt: skip
 
     @property
     def has_span(self) -> bool:
@@ -111,12 +110,15 @@ class Generation:
         return transformers_seam.layer_values(self.cache, self.adapter.cache_layer_index)
 
     # ------------------------------------------------------------------ before each forward
-    def advance(self, input_ids: torch.Tensor | None, eos_ids: frozenset) -> None:
-        """Move to the next token: note the sequences that ended with EOS and whether this step updates."""
+    def advance(self, stopped: list[bool]) -> None:
+        """Move to the next token: note the sequences ``generate`` stopped and whether this step updates.
+
+        Args:
+            stopped: per sequence, whether ``generate`` has finished it before this forward.
+        """
         self.step += 1
-        if self.step > 0 and input_ids is not None and eos_ids:
-            last = input_ids[:, -1].tolist()
-            self.finished = [done or token in eos_ids for done, token in zip(self.finished, last)]
+        if self.step > 0:
+            self.finished = [done or now for done, now in zip(self.finished, stopped)]
         self.update_now = (
             self.controller is not None
             and self.schedule.due(self.step)
@@ -124,8 +126,9 @@ class Generation:
         )
 
     # ------------------------------------------------------------------ after the prefill
-    def take_cache(self, cache, prompt_length: int, attention_mask: torch.Tensor | None) -> None:
-        """The prefill filled ``cache``: prune it (Lite), then snapshot the span values ΔV controls."""
+    def take_cache(self, cache: Any) -> None:
+        """The prefill filled ``cache``: prune it (Lite), snapshot the span values ΔV controls, and put the
+        :class:`ControlledLayer` in the controlled layer's place."""
         self.cache = cache
         if cache is None:
             if self.config.lite:
@@ -133,25 +136,21 @@ class Generation:
                     "V-Reason Lite prunes the KV cache: generate with use_cache=True"
                 )
             return
-        if self.config.lite:
-            self._prune(prompt_length, attention_mask)
-        transformers_seam.check_dynamic_cache(
-            cache, [self.adapter.cache_layer_index], needed_by="V-Reason (controlled layer)"
-        )
+        if self.pruner is not None:
+            self._prune()
+        index = self.adapter.cache_layer_index
+        transformers_seam.check_dynamic_cache(cache, [index], needed_by="V-Reason (controlled layer)")
         if self.config.updates and self.has_span:  # else nothing ever moves: no snapshot, no ΔV, no optimiser
             with torch.inference_mode(False):
                 self.controller = ValueController.from_cache_values(self.values, self.spans, self.config)
+            ControlledLayer.install(cache, index, self.controller, self.grad_scope)
 
-    def _prune(self, prompt_length: int, attention_mask: torch.Tensor | None) -> None:
-        control = self.adapter.cache_layer_index
-        if self.pruner is not None:  # prune_at='prefill': the layer hooks pruned during the forward
-            layout, self.pruner = self.pruner.layout(self.cache, control), None
-        else:
-            layout = prune_cache(self.cache, self.spans, self.config, control, prompt_length, attention_mask)
+    def _prune(self) -> None:
+        layout, self.pruner = self.pruner.layout(self.cache), None
         for trace, dropped in zip(self.traces, layout.pruned):
             trace.pruned = dropped
         if any(layout.pruned):  # else decoding is exactly the non-Lite path
-            self.lite, self.spans = layout, layout.kept_span
+            self.layout, self.spans = layout, layout.kept_span
 
     # ------------------------------------------------------------------ after each forward
     def record(self, entropies: torch.Tensor) -> dict[int, torch.Tensor]:
@@ -173,7 +172,7 @@ class Generation:
             trace.ema.append(self.switches[b].ema)
             trace.peak.append(self.switches[b].peak)
             trace.alpha.append(alpha)
-            if self.update_now and b in self.controller.sequences:
+            if self.update_now and alpha is not None and b in self.controller.sequences:
                 losses[b] = -alpha * entropies[b]
         return losses
 
@@ -181,7 +180,6 @@ class Generation:
         """One AdamW step on ΔV; finite results go into the cache and the traces, the rest stop their
         sequence."""
         report = self.controller.step(losses)
-        self.grad_scope.leave()
         for b, (grad_norm, delta_norm) in list(report.items()):
             if not (math.isfinite(grad_norm) and math.isfinite(delta_norm)):
                 self._diverge(b, f"gradient norm {grad_norm}, ‖ΔV‖ {delta_norm}")
@@ -201,7 +199,10 @@ class Generation:
 
     # ------------------------------------------------------------------ end
     def finish(self) -> None:
-        """Leave the grad scope and put the original span values back (the cache then holds plain's)."""
-        self.grad_scope.leave()
-        if self.controller is not None and self.cache is not None and self.values is not None:
+        """Give the controlled layer back and put the original span values in it (the cache then holds
+        plain's)."""
+        if self.controller is None or self.cache is None:
+            return
+        ControlledLayer.release(self.cache, self.adapter.cache_layer_index)
+        if self.values is not None:
             self.controller.restore(self.values)

@@ -1,8 +1,8 @@
 """V-Reason Lite: drop the lowest-norm span tokens from every layer's KV cache, after or during prefill.
 
-``prune_at='after_prefill'`` (default) prunes every layer once the prefill forward is done;
-``prune_at='prefill'`` prunes each layer right after that layer ran inside the prefill forward
-(:class:`PrefillPruner`), so the full cache of all layers never exists at once. What happens, per
+One pipeline, :class:`LitePruner`, serves both prune points: ``prune_at='after_prefill'`` (default) runs it
+on every layer once the prefill forward is done; ``prune_at='prefill'`` runs it on each layer right after that
+layer ran inside the prefill forward, so the full cache of all layers never exists at once. What happens, per
 ``generate`` call (see ``docs/lite.md``):
 
 1. **Score** every span token of sequence ``b`` by the L2 norm of its cached value (or key) vector, taken over
@@ -23,10 +23,10 @@
 With ``prune_at='prefill'`` step 1 reads the layer's own norms (the only ones that exist when it is
 pruned) and step 3 happens inside the prefill forward, layer by layer; steps 2 and 4 are the same.
 
-Nothing in this module knows about the controller or the session: :mod:`vreason_hooks.generation` calls
-:func:`prune_cache` after the prefill (or, in ``'prefill'`` mode, creates a :class:`PrefillPruner` that the
-layer hooks of :func:`prefill_pruning_hooks` drive during it and asks it for the layout after it), and the
-session calls :meth:`PrunedLayout.rewrite_inputs` before every decode step.
+Nothing in this module knows about the controller or the session: :mod:`vreason_hooks.generation` creates
+a :class:`LitePruner` at each prefill, the layer hooks of :func:`prefill_pruning_hooks` drive it during the
+prefill (``'prefill'`` mode), :meth:`LitePruner.layout` prunes what is left and returns the
+:class:`PrunedLayout`, and the hooks call :meth:`PrunedLayout.rewrite_inputs` before every decode step.
 """
 
 from __future__ import annotations
@@ -130,8 +130,7 @@ class PrunedLayout:
         if kwargs.get("cache_position") is not None:
             raise UnsupportedSettingError(
                 "V-Reason Lite cannot run a model that takes `cache_position` (remote-code models): its "
-                "positions "
-                "would follow the pruned cache length; use lite=False"
+                "positions would follow the pruned cache length; use lite=False"
             )
         generated = transformers_seam.cache_length(cache) - self.length
         if generated < 0:
@@ -165,97 +164,21 @@ def _check_original_mask(mask, total: int) -> None:
         )
 
 
-def check_prunable(cache) -> None:
-    """Refuse caches Lite cannot shrink safely: anything but a DynamicCache of plain full-attention layers."""
+def check_prunable(cache, indices: list[int] | None = None) -> None:
+    """Refuse caches Lite cannot shrink safely: anything but plain full-attention layers at ``indices``."""
     transformers_seam.check_dynamic_cache(
-        cache, needed_by="V-Reason Lite (every layer)", remedy=": use lite=False"
+        cache, indices, needed_by="V-Reason Lite (every layer)", remedy=": use lite=False"
     )
 
 
-@torch.no_grad()
-def prune_cache(
-    cache,
-    spans: list[torch.Tensor],
-    config: VReasonConfig,
-    control_layer: int,
-    prompt_length: int,
-    attention_mask: torch.Tensor | None = None,
-) -> PrunedLayout:
-    """Drop the lowest-scoring span tokens from the keys and values of every layer of ``cache``, in place.
-
-    Args:
-        cache: the ``DynamicCache`` right after prefill, layers ``(batch, num_kv_heads, L, head_dim)``.
-        spans: per sequence, the sorted span positions (original coordinates).
-        config: ``prune_ratio``, ``prune_score`` (``'value'`` / ``'key'``), ``prune_scope``.
-        control_layer: cache index of the controlled (last) layer; it scores for all layers with
-            ``prune_scope='last_layer'``.
-        prompt_length: number of prompt columns of the prefill; must equal the cache length (Lite needs a
-            fresh cache, positions of a reused one are not known here).
-        attention_mask: ``(batch, L)`` prefill mask or ``None``; only checked with ``'per_layer'``.
-    Returns the :class:`PrunedLayout`; with nothing to drop the cache is left untouched.
-    """
-    check_prunable(cache)
-    tensors = transformers_seam.all_layer_tensors(cache)
-    length = tensors[0][0].shape[2]
-    _check_fresh(length, prompt_length)
-    dropped = _dropped_per_layer(tensors, spans, config, control_layer)
-    counts = [d.numel() for d in dropped[control_layer]]
-    batch, device = len(spans), tensors[0][0].device
-    width = length - min(counts, default=0)
-    sources = [_layout(rows, length, width, device) for rows in dropped] if any(counts) else None
-    if sources is None:  # nothing dropped anywhere: identity layout, cache untouched, output bit for bit
-        identity = torch.arange(length, device=device).expand(batch, length)
-        sources = [identity] * len(tensors)
-    else:
-        if config.prune_scope == "per_layer":
-            full = torch.ones((batch, length), dtype=torch.long, device=device)
-            _check_same_mask(sources, control_layer, full if attention_mask is None else attention_mask)
-        _gather_layers(cache, tensors, sources)
-    kept_span = _kept_span(sources[control_layer], spans)
-    return PrunedLayout(length, sources, dropped, kept_span, control_layer, needs_mask=len(set(counts)) > 1)
-
-
-def _kept_span(control: torch.Tensor, spans: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per sequence, the slots of the controlled layer's layout ``control`` ``(batch, L')`` that hold span
-    tokens."""
-    return [torch.isin(control[b], s.to(control.device)).nonzero().flatten() for b, s in enumerate(spans)]
-
-
-def _check_fresh(length: int, prompt_length: int, holder: str = "cache") -> None:
-    """Lite needs the cache prefill just wrote (``length`` columns in ``holder``, one per prompt token):
-    positions of a reused cache are not known here."""
+def _check_fresh(length: int, prompt_length: int) -> None:
+    """Lite needs the cache prefill just wrote (one column per prompt token): positions of a reused cache
+    are not known here."""
     if length != prompt_length:
         raise UnsupportedSettingError(
-            f"V-Reason Lite needs a fresh cache at prefill ({holder} holds {length} tokens for a "
-            f"{prompt_length}-token "
-            "prompt); do not pass a filled past_key_values with lite=True"
+            f"V-Reason Lite needs a fresh cache at prefill (it holds {length} tokens for a "
+            f"{prompt_length}-token prompt); do not pass a filled cache to generate with lite=True"
         )
-
-
-def _dropped_per_layer(
-    tensors: list, spans: list[torch.Tensor], config: VReasonConfig, control_layer: int
-) -> list[list[torch.Tensor]]:
-    """Per layer, per sequence, the dropped span positions: the control layer's choice for every layer
-    (``prune_scope='last_layer'``) or each layer's own (``'per_layer'``); scored on values or keys."""
-    scored = 1 if config.prune_score == "value" else 0  # (keys, values)[scored]
-    if config.prune_scope == "last_layer":
-        shared = choose_dropped(token_scores(tensors[control_layer][scored]), spans, config.prune_ratio)
-        return [shared] * len(tensors)
-    return [choose_dropped(token_scores(kv[scored]), spans, config.prune_ratio) for kv in tensors]
-
-
-def _gather_layers(cache, tensors: list, sources: list[torch.Tensor]) -> None:
-    """Replace each layer's keys and values ``(batch, heads, L, head_dim)`` by their ``sources`` columns
-    ``(batch, width)``, one layer at a time so that only one old layer is alive beside the new cache."""
-    for index, source in enumerate(sources):
-        (keys, values), tensors[index] = (
-            tensors[index],
-            None,
-        )  # drop our reference: the old layer is freed now
-        transformers_seam.set_layer_tensors(
-            cache, index, _gather_slots(keys, source), _gather_slots(values, source)
-        )
-        del keys, values
 
 
 def _layout(dropped: list[torch.Tensor], length: int, width: int, device) -> torch.Tensor:
@@ -284,30 +207,31 @@ def _mapped_mask(source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.gather(mask.cpu(), 1, source.clamp_min(0)).masked_fill(source < 0, 0)
 
 
+def _kept_span(control: torch.Tensor, spans: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per sequence, the slots of the controlled layer's layout ``control`` ``(batch, L')`` that hold span
+    tokens."""
+    return [torch.isin(control[b], s.to(control.device)).nonzero().flatten() for b, s in enumerate(spans)]
+
+
 _PER_LAYER_MASK_ERROR = (
     "V-Reason Lite with per-layer scores (prune_scope='per_layer' or prune_at='prefill') needs padding "
-    "outside "
-    "the span (left padding) so that one attention mask fits every layer; use prune_at='after_prefill', "
-    "prune_scope='last_layer'"
+    "outside the span (left padding) so that one attention mask fits every layer; use "
+    "prune_at='after_prefill', prune_scope='last_layer'"
 )
 
 
-def _check_same_mask(sources: list[torch.Tensor], control_layer: int, mask: torch.Tensor) -> None:
-    # Layers differ in which span tokens they keep; one attention mask fits them all only if the masked
-    # columns (left padding, filler) land on the same slots in every layer.
-    maps = [_mapped_mask(s, mask) for s in sources]
-    if not all(torch.equal(m, maps[control_layer]) for m in maps):
-        raise UnsupportedSettingError(_PER_LAYER_MASK_ERROR)
+class LitePruner:
+    """The Lite pipeline of one prefill: per cache layer, **plan** (score, choose, lay out, check the mask)
+    and
+    **apply** (gather the kept slots), then the :class:`PrunedLayout`.
 
-
-class PrefillPruner:
-    """``prune_at='prefill'``: shrinks each cache layer right after its decoder layer ran in the prefill
-    forward.
-
-    The layer's attention has consumed the full keys and values by then (the prefill output is plain's); what
-    stays in the cache loses the layer's own ``floor(r * n_b)`` lowest-scoring span tokens per row. So the
-    cache holds at most the layers pruned so far plus one full layer (and, while one layer is gathered, that
-    layer's pruned copy). Every layer drops the same count per row, so all share one length and one mask.
+    Both prune points drive the same steps. ``prune_at='prefill'``: the layer hooks call :meth:`prune_layer`
+    right after each decoder layer ran (its own scores: its attention has consumed the full keys and values,
+    so the prefill output is plain's), and :meth:`layout` checks that every layer was pruned.
+    ``prune_at='after_prefill'``: :meth:`layout` plans every layer first (the last layer's scores, or each
+    layer's), and applies only once every plan passed its checks, so a refusal leaves the cache untouched.
+    Every layer drops the same count per row, so all share one length ``L'`` and one attention mask; with
+    per-layer choices the masked slots (left padding, filler) must land on the same slots in every layer.
     """
 
     def __init__(
@@ -316,14 +240,13 @@ class PrefillPruner:
         spans: list[torch.Tensor],
         length: int,
         attention_mask: torch.Tensor | None,
+        control_layer: int,
     ):
-        self.config, self.spans, self.length = config, spans, length
+        self.config, self.spans, self.length, self.control_layer = config, spans, length, control_layer
         self.counts = [pruned_count(config.prune_ratio, s.numel()) for s in spans]
         self.width = length - min(self.counts, default=0)
-        batch = len(spans)
-        self.mask = (
-            attention_mask if attention_mask is not None else torch.ones(batch, length, dtype=torch.long)
-        )
+        ones = torch.ones(len(spans), length, dtype=torch.long)
+        self.mask = attention_mask if attention_mask is not None else ones
         self.sources: dict[int, torch.Tensor] = {}
         self.dropped: dict[int, list[torch.Tensor]] = {}
         self._slot_mask: torch.Tensor | None = None
@@ -336,24 +259,25 @@ class PrefillPruner:
         prompt_length: int,
         attention_mask: torch.Tensor | None,
         past: int,
-    ) -> PrefillPruner:
-        """The pruner of a prefill of ``prompt_length`` tokens; refuses a cache that already holds
-        ``past``."""
-        if past:
-            raise UnsupportedSettingError(
-                f"V-Reason Lite needs a fresh cache at prefill (cache holds {past} tokens already); do not "
-                "pass a "
-                "filled cache with lite=True"
-            )
-        return cls(config, spans, prompt_length, attention_mask)
+        control_layer: int,
+    ) -> LitePruner:
+        """The pruner of a prefill of ``prompt_length`` tokens after ``past`` cached ones (refused if any)."""
+        _check_fresh(past + prompt_length, prompt_length)
+        return cls(config, spans, prompt_length, attention_mask, control_layer)
 
     @property
     def drops(self) -> bool:
+        """Whether some row drops a token (else the cache is never touched: output bit for bit)."""
         return any(self.counts)
+
+    @property
+    def during_prefill(self) -> bool:
+        """Whether the layer hooks prune during the prefill forward (``prune_at='prefill'``)."""
+        return self.config.prune_at == "prefill"
 
     @torch.no_grad()
     def prune_layer(self, cache, index: int) -> None:
-        """Replace cache layer ``index`` (just written by its full prefill) with its pruned copy."""
+        """Plan and apply cache layer ``index`` (just written by its full prefill), from its own scores."""
         if index in self.sources:
             raise UnsupportedSettingError(
                 f"V-Reason Lite prune_at='prefill': decoder layer {index} ran twice in one prefill (chunked "
@@ -365,42 +289,73 @@ class PrefillPruner:
             not self.sources
         ):  # first layer of this prefill: refuse a cache Lite cannot shrink before touching it
             check_prunable(cache)
-        keys, values = transformers_seam.layer_tensors(cache, index)
-        _check_fresh(keys.shape[2], self.length, holder=f"layer {index}")
+        self._apply(cache, index, self._plan(cache, index))
+
+    @torch.no_grad()
+    def layout(self, cache) -> PrunedLayout:
+        """Prune the layers not pruned yet (all of them after the prefill), then the layout of the cache."""
+        check_prunable(cache)
+        count = len(transformers_seam.cache_layers(cache))
+        if self.drops:
+            if self.during_prefill and set(self.sources) != set(range(count)):
+                missing = sorted(set(range(count)) - set(self.sources))
+                raise UpstreamError(
+                    f"V-Reason Lite prune_at='prefill': cache layers {missing} were written by no hooked "
+                    f"decoder layer; use prune_at='after_prefill'; {transformers_seam.version_note()}"
+                )
+            shared = self._shared_choice(cache)
+            plans = {i: self._plan(cache, i, shared) for i in range(count) if i not in self.sources}
+            for index, plan in plans.items():  # every plan passed its checks: now the cache changes
+                self._apply(cache, index, plan)
+        return self._result(cache, count)
+
+    def _shared_choice(self, cache) -> list[torch.Tensor] | None:
+        """With ``prune_scope='last_layer'``, the control layer's choice for every layer."""
+        if self.config.prune_scope != "last_layer":
+            return None
+        return self._choose(transformers_seam.layer_tensors(cache, self.control_layer))
+
+    def _choose(self, tensors: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        """Per sequence, the dropped span positions, scored on the layer's values (or keys)."""
+        keys, values = tensors
         scored = values if self.config.prune_score == "value" else keys
-        dropped = choose_dropped(token_scores(scored), self.spans, self.config.prune_ratio)
-        source = _layout(dropped, self.length, self.width, keys.device)
+        return choose_dropped(token_scores(scored), self.spans, self.config.prune_ratio)
+
+    def _plan(self, cache, index: int, dropped: list[torch.Tensor] | None = None):
+        """``(dropped, source)`` of cache layer ``index``, its length and mask checked."""
+        tensors = transformers_seam.layer_tensors(cache, index)
+        _check_fresh(tensors[0].shape[2], self.length)
+        dropped = dropped if dropped is not None else self._choose(tensors)
+        source = _layout(dropped, self.length, self.width, tensors[0].device)
         slot_mask = _mapped_mask(source, self.mask)
         if self._slot_mask is None:
             self._slot_mask = slot_mask
         elif not torch.equal(slot_mask, self._slot_mask):
             raise UnsupportedSettingError(_PER_LAYER_MASK_ERROR)
-        self.sources[index], self.dropped[index] = source, dropped
-        pruned = _gather_slots(keys, source), _gather_slots(values, source)
-        del keys, values, scored  # the cache's reference is the last one: the full layer goes with it
-        transformers_seam.set_layer_tensors(cache, index, *pruned)
+        return dropped, source
 
-    def layout(self, cache, control_layer: int) -> PrunedLayout:
-        """The layout once the prefill forward is done; checks that every cache layer was pruned."""
-        check_prunable(cache)
-        count = len(transformers_seam.cache_layers(cache))
-        device = transformers_seam.layer_tensors(cache, control_layer)[0].device
+    def _apply(self, cache, index: int, plan) -> None:
+        """Replace cache layer ``index`` by its pruned copy; the full tensors go with the cache's
+        reference."""
+        dropped, source = plan
+        keys, values = transformers_seam.layer_tensors(cache, index)
+        pruned = _gather_slots(keys, source), _gather_slots(values, source)
+        del keys, values
+        transformers_seam.set_layer_tensors(cache, index, *pruned)
+        self.sources[index], self.dropped[index] = source, dropped
+
+    def _result(self, cache, count: int) -> PrunedLayout:
+        device = transformers_seam.layer_tensors(cache, self.control_layer)[0].device
         if not self.drops:  # nothing to drop: the cache was never touched, output bit for bit
             identity = torch.arange(self.length, device=device).expand(len(self.spans), self.length)
             sources, dropped = [identity] * count, [[s[:0] for s in self.spans]] * count
         else:
-            missing = sorted(set(range(count)) - set(self.sources))
-            if missing:
-                raise UpstreamError(
-                    f"V-Reason Lite prune_at='prefill': cache layers {missing} were written by no hooked "
-                    "decoder "
-                    f"layer; use prune_at='after_prefill'; {transformers_seam.version_note()}"
-                )
             sources = [self.sources[i] for i in range(count)]
             dropped = [self.dropped[i] for i in range(count)]
-        kept_span = _kept_span(sources[control_layer], self.spans)
+        kept_span = _kept_span(sources[self.control_layer], self.spans)
+        needs_mask = len(set(self.counts)) > 1
         return PrunedLayout(
-            self.length, sources, dropped, kept_span, control_layer, needs_mask=len(set(self.counts)) > 1
+            self.length, sources, dropped, kept_span, self.control_layer, needs_mask=needs_mask
         )
 
 
@@ -410,7 +365,7 @@ def prefill_pruning_hooks(decoder_layers, keyword: str, current_pruner) -> list:
     Args:
         decoder_layers: the model's decoder layers (``nn.ModuleList``).
         keyword: the keyword under which a decoder layer's ``forward`` takes the cache.
-        current_pruner: ``() -> PrefillPruner | None``; ``None`` outside a prefill (decode steps, paused).
+        current_pruner: ``() -> LitePruner | None``; ``None`` outside a prefill (decode steps, paused).
 
     Returns:
         the hook handles (the session removes them on detach).
@@ -418,7 +373,7 @@ def prefill_pruning_hooks(decoder_layers, keyword: str, current_pruner) -> list:
 
     def hook(module, args, kwargs, output, index):
         pruner = current_pruner()
-        if pruner is not None and pruner.drops:
+        if pruner is not None and pruner.during_prefill and pruner.drops:
             pruner.prune_layer(transformers_seam.find_cache(kwargs, keyword)[1], index)
 
     return [

@@ -17,11 +17,8 @@ class Trace:
     α_t ∈ {+1, -1} (the sign the loss would use at ``t``). ``update_steps`` lists the tokens after which ΔV
     was updated; ``delta_norm`` (‖ΔV‖ after the step) and ``grad_norm`` (before clipping) have one entry per
     update. ``span`` holds the controlled cache positions of this sequence. A token whose entropy was not
-    finite
-    is recorded as ``None`` (with ``alpha`` ``None``) and ends the sequence's updates (``diverged``): traces
-    never
-    hold NaN, so their JSON is standard.
-    """
+    finite is recorded as ``None`` (with ``alpha`` ``None``) and ends the sequence's updates (``diverged``):
+    traces never hold NaN, so their JSON is standard."""
 
     sequence: int = 0
     call: int = 0
@@ -98,8 +95,8 @@ class Trace:
         for name in ("ema", "peak", "alpha"):
             if len(getattr(self, name)) != self.num_tokens:
                 raise ValueError(
-                    f"field {name!r} has {len(getattr(self, name))} values for {self.num_tokens} tokens "
-                    "(the length of 'entropy')"
+                    f"field {name!r} has {len(getattr(self, name))} values for {self.num_tokens} tokens (the "
+                    "length of 'entropy')"
                 )
         if any(a not in (-1, 1, None) for a in self.alpha):
             raise ValueError(f"field 'alpha' must hold only +1 and -1, got {_head(self.alpha)}")
@@ -111,8 +108,8 @@ class Trace:
         for name in ("delta_norm", "grad_norm"):
             if len(getattr(self, name)) not in (0, len(self.update_steps)):
                 raise ValueError(
-                    f"field {name!r} has {len(getattr(self, name))} values for "
-                    f"{len(self.update_steps)} update steps"
+                    f"field {name!r} has {len(getattr(self, name))} values for {len(self.update_steps)} "
+                    "update steps"
                 )
 
     def _check_scalars(self) -> None:

@@ -1,12 +1,13 @@
 """The one module that names transformers internals, made version-proof.
 
 Everything vreason-hooks reads from transformers beyond its documented ``generate`` API goes through here:
-the keyword under which a module's ``forward`` receives the KV cache, the cache's layers and their tensors,
-the cache classes V-Reason can run on, the generation-config fields that decide whether it can run, the
-logits and the cache in a model's output, attributes a spec names (M-RoPE offsets), and the decoder layer's
-hidden-states
-argument. When a transformers release renames one of them, the fix is one line here, and
-``tests/test_transformers_seam.py`` fails first.
+the keyword under which a module's ``forward`` receives the KV cache, the cache's layers, their tensors and
+their classes (``DynamicLayer``, which :class:`~vreason_hooks.grad_path.ControlledLayer` subclasses), the
+generation settings as ``generate`` resolves them, its stopping criteria, the logits and the cache in a
+model's output, attributes a spec names (M-RoPE offsets), the decoder layer's hidden-states argument, and how
+torch marks a compiled module. When a transformers release renames one of them, the fix is one line here, and
+``tests/test_transformers_seam.py`` fails first. A layout test (``tests/test_layout.py``) fails when one of
+these names appears anywhere else.
 
 Known moves:
 
@@ -17,8 +18,12 @@ Known moves:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -28,6 +33,15 @@ CACHE_KEYWORDS = ("cache", "past_key_values")
 """Names under which transformers passes the KV cache to ``forward`` (newest first)."""
 
 DISTRIBUTION = "vreason-hooks"
+
+_CLASSES = {"DynamicLayer": "transformers.cache_utils", "StoppingCriteriaList": "transformers.generation"}
+"""transformers classes the engine subclasses, imported on first use (listing adapters stays light)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        return getattr(importlib.import_module(_CLASSES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------- versions
@@ -44,8 +58,7 @@ def supported_ranges() -> dict[str, str]:
     """``{distribution: specifier}`` of our declared dependencies (``pyproject.toml``, read from metadata).
 
     Extras included (lmms-eval, decord, ...): the supported range of a package is one fact, wherever it is
-    declared.
-    """
+    declared."""
     from packaging.requirements import Requirement
 
     ranges: dict[str, str] = {}
@@ -137,6 +150,20 @@ def output_cache(output) -> Any:
     return None
 
 
+def detach_output(output: Any) -> Any:
+    """``output`` with every tensor that carries an autograd graph detached, in place (``logits``,
+    ``hidden_states`` and ``attentions`` of the layer an update step ran with autograd on), so that what
+    ``generate`` collects and returns is exactly what plain decoding returns."""
+    if not isinstance(output, dict):
+        return output
+    for key, value in list(output.items()):
+        if hasattr(value, "requires_grad") and value.requires_grad:
+            output[key] = value.detach()
+        elif isinstance(value, tuple) and any(getattr(v, "requires_grad", False) for v in value):
+            output[key] = tuple(v.detach() if getattr(v, "requires_grad", False) else v for v in value)
+    return output
+
+
 def output_logits(output):
     """``(batch, seq_len, vocab)`` logits of a causal-LM output (a ``ModelOutput`` or a tuple)."""
     return output["logits"] if isinstance(output, dict) else output[0]
@@ -165,32 +192,78 @@ def inside_generate(model) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- generation
-# config
-GENERATION_DEFAULTS = {
-    "num_beams": 1,
-    "assistant_model": None,
-    "prompt_lookup_num_tokens": None,
-    "use_cache": True,
-    "cache_implementation": None,
-    "eos_token_id": None,
-}
-"""The generation settings V-Reason reads, with transformers' defaults."""
+SUPPORTED_MODES = ("greedy_search", "sample")
+"""``GenerationConfig.get_generation_mode`` values V-Reason runs under: one new token per forward."""
 
 
-def generation_setting(kwargs: dict, config, name: str):
-    """A generation setting as ``generate`` will use it: the call's keyword, else the generation config."""
-    if name not in GENERATION_DEFAULTS:
-        raise KeyError(f"upstream.generation_setting: {name!r} is not a setting V-Reason reads")
-    if name in kwargs:
-        return kwargs[name]
-    return getattr(config, name, GENERATION_DEFAULTS[name])
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What one ``generate`` call will run with, resolved the way ``generate`` resolves it: keyword arguments
+    over a ``generation_config`` passed by keyword or position, over the model's own generation config."""
+
+    mode: str
+    """``greedy_search``, ``sample``, ``beam_search``, ``assisted_generation``, ... (``GenerationMode``)."""
+    num_beams: int
+    use_cache: bool
+    cache_implementation: str | None
+    eos_ids: frozenset[int]
+    cache: Any
+    """The cache passed to ``generate`` (under any known keyword), else ``None``."""
 
 
-def eos_ids(kwargs: dict, config) -> set[int]:
-    """The end-of-sequence ids ``generate`` stops on, as ints (scalar, list or tensor in the config)."""
-    eos = generation_setting(kwargs, config, "eos_token_id")
+def generation_settings(model: Any, generate: Callable, args: tuple, kwargs: dict) -> GenerationSettings:
+    """The :class:`GenerationSettings` of ``generate(*args, **kwargs)`` (``generate``: the model's own,
+    unwrapped), from ``GenerationMixin._prepare_generation_config``, the method ``generate`` itself calls."""
+    try:
+        bound = inspect.signature(generate).bind_partial(*args, **kwargs).arguments
+    except TypeError as err:
+        raise UnsupportedSettingError(
+            f"V-Reason: generate() got arguments it does not take ({err})"
+        ) from None
+    extra = dict(bound.pop("kwargs", {}))
+    assistant = bound.get("assistant_model")
+    prepare = getattr(model, "_prepare_generation_config", None)
+    if prepare is None:
+        raise UpstreamError(
+            f"{type(model).__name__} has no `_prepare_generation_config`: V-Reason cannot read the settings "
+            f"of its generate calls; {version_note()}"
+        )
+    config = prepare(bound.get("generation_config"), **extra)[0]
+    eos = config.eos_token_id
     eos = eos.tolist() if hasattr(eos, "tolist") else eos
-    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None}
+    eos_ids = frozenset(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None)
+    mode = str(getattr(config.get_generation_mode(assistant), "value", config.get_generation_mode(assistant)))
+    return GenerationSettings(mode, int(config.num_beams or 1), config.use_cache is not False,
+                              config.cache_implementation, eos_ids, forward_cache(extra))  # fmt: skip
+
+
+@contextlib.contextmanager
+def stopping_watch(model: Any, on_stop: Callable[[Any], None]) -> Iterator[None]:
+    """Inside, every stopping-criteria evaluation of ``model.generate`` also calls ``on_stop(is_done)`` with
+    the ``(batch,)`` bool tensor ``generate`` folds into its unfinished-sequences state (EOS,
+    ``stop_strings``, ``max_length``, a custom ``StoppingCriteria``: whatever ended a row)."""
+    prepare = getattr(type(model), "_get_stopping_criteria", None)
+    if prepare is None:
+        raise UpstreamError(
+            f"{type(model).__name__} has no `_get_stopping_criteria`: V-Reason cannot see which rows "
+            f"generate finished; {version_note()}"
+        )
+    base = __getattr__("StoppingCriteriaList")
+
+    class Watched(base):
+        def __call__(self, input_ids, scores, **kw):
+            done = super().__call__(input_ids, scores, **kw)
+            on_stop(done)
+            return done
+
+    def watched(*a, **kw):
+        return Watched(prepare(model, *a, **kw))
+
+    model.__dict__["_get_stopping_criteria"] = watched
+    try:
+        yield
+    finally:
+        model.__dict__.pop("_get_stopping_criteria", None)
 
 
 # ---------------------------------------------------------------------------------------------- cache layout
@@ -202,6 +275,17 @@ def cache_length(cache) -> int:
 def cache_layers(cache) -> list:
     """The per-layer objects of a transformers ``Cache`` (``cache.layers``)."""
     return list(getattr(cache, "layers", None) or [])
+
+
+def cache_layer(cache, index: int) -> Any:
+    """The layer object ``index`` of a transformers ``Cache`` (``cache.layers[index]``)."""
+    return cache.layers[index]
+
+
+def replace_cache_layer(cache, index: int, layer: Any) -> None:
+    """Put ``layer`` in place of cache layer ``index``; the ``Cache`` forwards ``update`` to it from then
+    on."""
+    cache.layers[index] = layer
 
 
 def layer_tensors(cache, index: int):
@@ -249,8 +333,7 @@ def is_dynamic_cache(cache) -> bool:
 
 def check_dynamic_cache(cache, indices=None, *, needed_by: str = "V-Reason", remedy: str = "") -> None:
     """Refuse anything but a ``DynamicCache`` of plain ``DynamicLayer``\\ s at ``indices`` (default: all, and
-    at
-    least one). ``remedy`` ends the message (what the user can do instead)."""
+    at least one). ``remedy`` ends the message (what the user can do instead)."""
     bad = unsupported_cache_layers(cache, indices)
     if not is_dynamic_cache(cache) or bad or (indices is None and not cache_layers(cache)):
         raise UnsupportedSettingError(
@@ -283,6 +366,22 @@ def has_model_attribute(model, path: str) -> bool:
             return False
         node = getattr(node, part)
     return True
+
+
+def checkpointed(module: Any) -> bool:
+    """Whether ``module`` runs under activation (gradient) checkpointing now (enabled and in training
+    mode)."""
+    return bool(getattr(module, "gradient_checkpointing", False)) and bool(getattr(module, "training", False))
+
+
+def compiled(model: Any) -> bool:
+    """Whether ``model`` is a ``torch.compile`` result or has a compiled ``forward`` / call."""
+    forward = getattr(model, "forward", None)
+    return (
+        hasattr(model, "_orig_mod")
+        or getattr(model, "_compiled_call_impl", None) is not None
+        or hasattr(forward, "_torchdynamo_orig_callable")
+    )
 
 
 def layer_index(layer, default: int) -> int:

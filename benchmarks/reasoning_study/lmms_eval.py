@@ -73,8 +73,8 @@ def _latest(folder: Path, pattern: str) -> Path:
     files = sorted(folder.rglob(pattern))
     if not files:
         raise FileNotFoundError(
-            f"no {pattern} under {folder}: did the lmms-eval run fail? (its exit code is "
-            "not reliable, see docs/benchmarks/reasoning-study.md)"
+            f"no {pattern} under {folder}: did the lmms-eval run fail? (its exit code is not reliable, see "
+            "docs/benchmarks/reasoning-study.md)"
         )
     return files[-1]
 

@@ -87,8 +87,8 @@ def variant_table(by_variant: dict[str, dict[str, Any]], task: str) -> str:
     """One markdown table: every variant on ``task`` (or ``'all'``), paired against the baseline."""
     head = (
         "| variant | n | accuracy % [95% CI] (right/n) | Δ vs baseline, points [95% CI] | gained / lost | "
-        "McNemar p | changed outputs | mean tokens | at budget | s / problem | time × base | "
-        "EMA peak step | EMA peaks at last token | EMA peak (nats) | final entropy | updates | errors |"
+        "McNemar p | changed outputs | mean tokens | at budget | s / problem | time × base | EMA peak step "
+        "| EMA peaks at last token | EMA peak (nats) | final entropy | updates | errors |"
     )
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for name, by_task in by_variant.items():
@@ -104,17 +104,15 @@ def variant_table(by_variant: dict[str, dict[str, Any]], task: str) -> str:
             f"{_f(s['seconds_per_problem'], '.2f')} | {_f(s.get('time_ratio'), '.2f')} | "
             f"{_f(s['ema_peak_step'])} | "
             f"{_f(100 * s['ema_peak_at_end'], '.0f') + '%' if s.get('ema_peak_at_end') is not None else '–'} "
-            "| "
-            f"{_f(s['ema_peak'], '.3f')} | {_f(s['final_entropy'], '.3f')} | "
-            f"{_f(s['updates'])} | {err} |"
+            f"| {_f(s['ema_peak'], '.3f')} | {_f(s['final_entropy'], '.3f')} | {_f(s['updates'])} | {err} |"
         )
     return "\n".join(lines)
 
 
 def sweep_table(sweep: dict[str, dict[str, Any]]) -> str:
     head = (
-        "| setting | n | accuracy % [95% CI] | Δ vs baseline [95% CI] | gained / lost | McNemar p | "
-        "changed outputs | mean tokens | updates | mean ‖ΔV‖ |"
+        "| setting | n | accuracy % [95% CI] | Δ vs baseline [95% CI] | gained / lost | McNemar p | changed "
+        "outputs | mean tokens | updates | mean ‖ΔV‖ |"
     )
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for name, by_task in sweep.items():
@@ -122,8 +120,8 @@ def sweep_table(sweep: dict[str, dict[str, Any]]) -> str:
         diff, gl, p = _paired(s)
         changed = _f(100 * s["changed_outputs"], ".0f") + "%" if s.get("changed_outputs") is not None else "–"
         lines.append(
-            f"| {name} | {s['n']} | {_acc(s)} | {diff} | {gl} | {p} | {changed} | "
-            f"{_f(s['mean_tokens'])} | {_f(s['updates'])} | {_f(s.get('delta_norm'), '.3g')} |"
+            f"| {name} | {s['n']} | {_acc(s)} | {diff} | {gl} | {p} | {changed} | {_f(s['mean_tokens'])} | "
+            f"{_f(s['updates'])} | {_f(s.get('delta_norm'), '.3g')} |"
         )
     return "\n".join(lines)
 
@@ -157,8 +155,8 @@ def headline(test: dict[str, dict[str, Any]]) -> str:
         return ""
     lines = [
         f"- `baseline`: {100 * base['accuracy']['value']:.1f}% right "
-        f"({base['accuracy']['correct']}/{base['n']}), "
-        f"{base['mean_tokens']:.1f} tokens and {base['seconds_per_problem']:.2f} s per problem."
+        f"({base['accuracy']['correct']}/{base['n']}), {base['mean_tokens']:.1f} tokens and "
+        f"{base['seconds_per_problem']:.2f} s per problem."
     ]
     for name, by_task in test.items():
         s = by_task["all"]
@@ -170,11 +168,10 @@ def headline(test: dict[str, dict[str, Any]]) -> str:
         p = s["paired"]
         lines.append(
             f"- `{name}`: {100 * s['accuracy']['value']:.1f}% right, {100 * p['diff']:+.1f} points against "
-            "the "
-            f"baseline (95% CI {100 * p['diff_low']:+.1f} to {100 * p['diff_high']:+.1f}; McNemar p = "
+            f"the baseline (95% CI {100 * p['diff_low']:+.1f} to {100 * p['diff_high']:+.1f}; McNemar p = "
             f"{p['p_value']:.2g}; {p['gained']} gained, {p['lost']} lost of {p['n']}); reply changed on "
-            f"{100 * s['changed_outputs']:.0f}% of problems; tokens ×{s['token_ratio']:.2f}, "
-            f"time ×{s['time_ratio']:.2f}."
+            f"{100 * s['changed_outputs']:.0f}% of problems; tokens ×{s['token_ratio']:.2f}, time "
+            f"×{s['time_ratio']:.2f}."
         )
     return "\n".join(lines)
 
@@ -206,8 +203,8 @@ def render(summary: dict[str, Any], records: list[dict[str, Any]], figures: dict
     for run in runs:
         m = run["machine"]
         parts.append(
-            f"- `{run['command']}` on {m['date']}: {m['platform']}, {m['cpus']} CPUs, "
-            f"torch {m['torch']} ({m['torch_threads']} thread(s)), transformers {m['transformers']}"
+            f"- `{run['command']}` on {m['date']}: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']} "
+            f"({m['torch_threads']} thread(s)), transformers {m['transformers']}"
             + (f", commit `{m['git_commit'][:10]}`" if m.get("git_commit") else "")
         )
     if runs:

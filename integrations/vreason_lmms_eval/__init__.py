@@ -5,8 +5,7 @@
 
 Models are registered through the ``lmms_eval.models`` entry point (:mod:`.registration`); they are
 lmms-eval's own wrappers with generation inside :func:`vreason_hooks.attach` (:mod:`.models`). See
-docs/lmms-eval.md.
-"""
+docs/lmms-eval.md. """
 
 from .lmms_eval_seam import ensure_filelock_api
 

@@ -2,8 +2,7 @@
 
 python -m vreason_lmms_eval make-task /tmp/vsynth --n 16
 python -m vreason_lmms_eval make-checkpoint /tmp/tiny-qwen --family qwen2_5_vl   # or qwen3_vl,
-llava_onevision
-"""
+llava_onevision"""
 
 from __future__ import annotations
 

@@ -30,8 +30,7 @@ def rename_pending_task_manager(prompt_model: str, own_names: tuple[str, ...]) -
     if manager is None:
         eval_logger.warning(
             "V-Reason: no lmms-eval TaskManager found while building the model; tasks pick prompts by the "
-            "name "
-            "they were given. For the baseline's prompts pass "
+            "name they were given. For the baseline's prompts pass "
             f"task_manager=TaskManager(model_name={prompt_model!r})."
         )
         return False

@@ -3,8 +3,8 @@
 What the integration reads from lmms-eval beyond its model API: locals of ``simple_evaluate`` found through
 the calling frames (the pending ``TaskManager`` and the run's ``datetime_str``), the ``TaskManager``'s
 ``model_name``, the helpers that derive the output folder's model name, ``qwen3_vl``'s class resolver, and the
-module
-``filelock._api`` that ``simple_evaluate`` imports. ``tests/test_lmms_eval_seam.py`` fails when one moves.
+module ``filelock._api`` that ``simple_evaluate`` imports. ``tests/test_lmms_eval_seam.py`` fails when one
+moves.
 
 Known moves:
 
@@ -112,9 +112,7 @@ def ensure_filelock_api() -> str:
     """Make ``import filelock._api`` work (lmms-eval 0.7.3's ``simple_evaluate`` needs it).
 
     Returns ``"native"`` (filelock has it), ``"shim"`` (we registered one) or ``"unavailable"`` (filelock
-    moved
-    again: a warning says so, and lmms-eval runs will fail with "No module named 'filelock._api'").
-    """
+    moved again: a warning says so, and lmms-eval runs will fail with "No module named 'filelock._api'")."""
     try:
         importlib.import_module("filelock._api")
         return "native"
@@ -127,10 +125,8 @@ def ensure_filelock_api() -> str:
     except ImportError as err:
         eval_logger.warning(
             f"V-Reason: filelock {_version('filelock')} has neither `filelock._api` nor the 4.3 layout "
-            f"({err}); "
-            "lmms-eval runs will fail to import `filelock._api`. Install filelock<4.3 (`vreason doctor` "
-            "shows the "
-            "supported range)"
+            f"({err}); lmms-eval runs will fail to import `filelock._api`. Install filelock<4.3 (`vreason "
+            "doctor` shows the supported range)"
         )
         return "unavailable"
     shim = types.ModuleType("filelock._api", "vreason_lmms_eval's stand-in for filelock<4.3's _api module")

@@ -223,12 +223,10 @@ class VReasonHF(_Loader, _HFChat):
     ``model_type`` has a V-Reason adapter (checked before loading).
 
     Upstream's ``generate_until`` runs unchanged. Loading follows its ``__init__`` (same arguments,
-    ``bfloat16``,
-    ``AutoProcessor`` / ``AutoTokenizer``, system / reasoning prompt) with two fixes without which upstream
-    cannot generate on transformers 5: the model is loaded with its language-model head
+    ``bfloat16``, ``AutoProcessor`` / ``AutoTokenizer``, system / reasoning prompt) with two fixes without
+    which upstream cannot generate on transformers 5: the model is loaded with its language-model head
     (:func:`vreason_hooks.transformers_seam.generation_auto_class`; upstream falls back to ``AutoModel``), and
-    the processor takes upstream's media arguments (:class:`_MediaKeywords`).
-    """
+    the processor takes upstream's media arguments (:class:`_MediaKeywords`)."""
 
     is_simple = False
     UPSTREAM = _HFChat
@@ -247,9 +245,8 @@ class VReasonHF(_Loader, _HFChat):
         if auto is None:
             raise ValueError(
                 f"{self.MODEL_NAME}: pretrained={pretrained} ({config.model_type}) has no transformers class "
-                "with a "
-                "language-model head (AutoModelForCausalLM / AutoModelForImageTextToText), so it cannot "
-                "generate"
+                "with a language-model head (AutoModelForCausalLM / AutoModelForImageTextToText), so it "
+                "cannot generate"
             )
         self._model = auto.from_pretrained(pretrained, trust_remote_code=remote, **model_kwargs).eval()
         self.max_num_frames = args["max_num_frames"]
@@ -279,6 +276,5 @@ class VReasonLlavaVideo(VReasonModel, _LlavaSimple):
         if not hasattr(self.model.config, "video_token_index"):
             raise ValueError(
                 f"{self.MODEL_NAME}: pretrained={args['pretrained']} is a {type(self.model).__name__}; "
-                "V-Reason needs a "
-                "LLaVA-OneVision / LLaVA-Video checkpoint (a video token to control)"
+                "V-Reason needs a LLaVA-OneVision / LLaVA-Video checkpoint (a video token to control)"
             )

@@ -138,8 +138,8 @@ def log_summary(summary: dict[str, Any]) -> None:
     eval_logger.info(
         f"V-Reason summary ({summary['model']}): {summary['completed']}/{summary['documents']} documents, "
         f"mean output tokens {fmt(summary['mean_output_tokens'])}, mean time/doc "
-        f"{fmt(summary['mean_time_s'])} s, "
-        f"mean entropy-peak position {fmt(summary['mean_peak_step'])}, updates {summary['updates']}"
+        f"{fmt(summary['mean_time_s'])} s, mean entropy-peak position {fmt(summary['mean_peak_step'])}, "
+        f"updates {summary['updates']}"
     )
     if summary["failed"]:
         ids = ", ".join(f"{f['task']}/{f['doc_id']}" for f in summary["failed"])

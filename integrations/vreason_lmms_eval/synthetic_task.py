@@ -4,9 +4,7 @@
 of :mod:`vreason_hooks.apps.video_clips`, ``data.jsonl`` (one question per clip), the task YAML and its
 ``utils.py``. Scoring: the answer :func:`vreason_hooks.apps.answers.extract_answer` reads (the last complete
 ``<answer>...</answer>``, else an unclosed last one, else the whole output; docs/method.md) must name the
-right
-option, by its letter or by its text.
-"""
+right option, by its letter or by its text."""
 
 from __future__ import annotations
 

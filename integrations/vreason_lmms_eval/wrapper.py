@@ -53,8 +53,7 @@ class VReasonModel:
 
     Subclasses set :attr:`MODEL_NAME` (the ``--model`` name), :attr:`UPSTREAM` (the wrapper class whose
     arguments they accept) and :attr:`UPSTREAM_NAME` (its ``--model`` name, for task prompts), and implement
-    :meth:`_load_upstream`.
-    """
+    :meth:`_load_upstream`."""
 
     MODEL_NAME: str = ""
     UPSTREAM: type
@@ -99,8 +98,7 @@ class VReasonModel:
         except NoAdapterError as err:
             raise NoAdapterError(
                 f"{self.MODEL_NAME}: pretrained={pretrained} is a {config.model_type!r} checkpoint and no "
-                "V-Reason "
-                f"adapter matches it ({err})"
+                f"V-Reason adapter matches it ({err})"
             ) from None
 
     # ------------------------------------------------------------------ session

@@ -69,8 +69,7 @@ def find_adapter(model: nn.Module) -> AdapterSpec:
     if config is None:
         raise NoAdapterError(
             f"{type(model).__name__} is not a transformers model (it has no .config), so no adapter can "
-            "match it; "
-            f"attach a PreTrainedModel (a pipeline's .model). Available: {_names()}; {HOW_TO_ADD}"
+            f"match it; attach a PreTrainedModel (a pipeline's .model). Available: {_names()}; {HOW_TO_ADD}"
         )
     return adapter_for_config(config, model_class=type(unwrap_model(model)).__name__)
 
@@ -83,8 +82,7 @@ def adapter_for_config(config, model_class: str | None = None) -> AdapterSpec:
     shown = f" ({model_class})" if model_class else ""
     raise NoAdapterError(
         f"no adapter matches model_type={getattr(config, 'model_type', None)!r}{shown}; available: "
-        f"{_names()}; "
-        f"{HOW_TO_ADD}"
+        f"{_names()}; {HOW_TO_ADD}"
     )
 
 
@@ -126,8 +124,8 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
     layers = _submodule(spec, hf_model, "decoder_layers")
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise SpecError(
-            f"{spec.where()}: key 'modules.decoder_layers': {spec.modules.decoder_layers!r} "
-            "is not a non-empty nn.ModuleList"
+            f"{spec.where()}: key 'modules.decoder_layers': {spec.modules.decoder_layers!r} is not a "
+            "non-empty nn.ModuleList"
         )
     if spec.positions.rope_deltas is not None and not transformers_seam.has_model_attribute(
         hf_model, spec.positions.rope_deltas
@@ -211,6 +209,6 @@ def _check_final_norm(spec: AdapterSpec, where: str, final_norm: nn.Module, hidd
         raise SpecError(
             f"adapter spec {where}: key 'modules.final_norm': {spec.modules.final_norm!r} is a "
             f"{type(final_norm).__name__} with parameters of shapes "
-            f"{shapes[:3]}{' …' if len(shapes) > 3 else ''}, not "
-            f"a norm: point it at the norm applied after the last decoder layer (1-D weight of size {hidden})"
+            f"{shapes[:3]}{' …' if len(shapes) > 3 else ''}, not a norm: point it at the norm applied after "
+            f"the last decoder layer (1-D weight of size {hidden})"
         )

@@ -228,8 +228,8 @@ class AdapterSpec(BaseModel):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise SpecError(
                 f"{self.where()}: key {key!r}: config.{field} = {_short(value)} is not a token id (a "
-                "non-negative "
-                "integer); name the config field that holds the span token's id, e.g. video_token_id"
+                "non-negative integer); name the config field that holds the span token's id, e.g. "
+                "video_token_id"
             )
         return value
 

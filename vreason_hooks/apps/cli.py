@@ -211,8 +211,7 @@ def cmd_run(args) -> int:
     console.print(
         f"model [bold]{escape(args.model)}[/] (adapter [bold]{vm.spec.name}[/]); video {escape(args.video)}: "
         f"{len(frames.indices)} of {frames.total_frames} frames at "
-        f"{frames.pixels.shape[2]}x{frames.pixels.shape[1]} "
-        f"({frames.backend})"
+        f"{frames.pixels.shape[2]}x{frames.pixels.shape[1]} ({frames.backend})"
     )
     inputs = videoqa.build_inputs(vm, frames, args.question, args.prompt_style)
     runs = []
@@ -548,8 +547,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = _missing_extra(err)
         if missing:
             print(
-                f"vreason {args.command}: error: {missing} is not installed: "
-                "pip install 'vreason-hooks[cli]'",
+                f"vreason {args.command}: error: {missing} is not installed: pip install "
+                "'vreason-hooks[cli]'",
                 file=sys.stderr,
             )
             return EXIT_ERROR

@@ -513,6 +513,24 @@ def text_inputs(batch: int = 1, length: int = 12, seed: int = 0, pad: list[int] 
     return {"input_ids": ids, "attention_mask": mask}
 
 
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+"""Inputs laid out along the sequence (left-padded when rows are stacked); every other input is per row."""
+
+
+def stack_rows(rows: list[dict]) -> dict:
+    """One left-padded batch from single-row inputs of any family (rows may differ in length and in their
+    videos): sequence inputs padded on the left to the longest row, the others concatenated."""
+    width = max(row["input_ids"].shape[1] for row in rows)
+    batch = {}
+    for key in rows[0]:
+        parts = [row[key] for row in rows]
+        if key in SEQUENCE_KEYS:
+            fill = PAD if key == "input_ids" else 0
+            parts = [torch.cat([p.new_full((1, width - p.shape[1]), fill), p], dim=1) for p in parts]
+        batch[key] = torch.cat(parts)
+    return batch
+
+
 def _row_pads(batch: int, pad: list[int] | None) -> list[int]:
     """``pad`` as one left-padding count per row (missing rows: 0)."""
     pad = list(pad or [])
@@ -615,8 +633,7 @@ def llava_video_inputs(
 def _ragged_rows(batch: int, pad: list[int] | None, seed: int, middle: list[int], prefix: int, suffix: int):
     """``(input_ids, attention_mask)`` of ``batch`` rows ``text + middle + text``, row ``b`` left-padded by
     exactly ``pad[b]`` tokens (its text suffix is longer by ``max(pad) - pad[b]``): a really ragged batch
-    whose
-    rows hold ``middle`` at different cache positions, as :func:`qwen_video_inputs` does."""
+    whose rows hold ``middle`` at different cache positions, as :func:`qwen_video_inputs` does."""
     pad = _row_pads(batch, pad)
     g = torch.Generator().manual_seed(seed)
     width = prefix + max(pad) + len(middle) + suffix

@@ -2,9 +2,7 @@
 
 Loads a checkpoint (local folder or hub id already in the local cache), finds its adapter from the config
 before loading any weights, samples frames with :mod:`vreason_hooks.apps.video`, builds inputs with the
-model's
-own processor and chat template, and generates greedily (the paper's "near-greedy" protocol).
-"""
+model's own processor and chat template, and generates greedily (the paper's "near-greedy" protocol)."""
 
 from __future__ import annotations
 
@@ -87,9 +85,8 @@ def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> Vi
     if spec.span.kind != "token":
         raise VReasonError(
             f"model {name} ({config.model_type}, adapter {spec.name!r}) is a text-only model: `vreason run` "
-            "needs a "
-            "video-language model (`vreason adapters` lists them); use the Python API (vreason_hooks.attach) "
-            "for text models"
+            "needs a video-language model (`vreason adapters` lists them); use the Python API "
+            "(vreason_hooks.attach) for text models"
         )
     if Path(name).is_dir():
         check_checkpoint_files(Path(name))
@@ -177,8 +174,7 @@ def check_processor(processor, config, spec: AdapterSpec, name: str) -> None:
     if getattr(processor, "chat_template", None) is None:
         raise VReasonError(
             f"{name} has no chat template (chat_template.jinja or chat_template.json): `vreason run` builds "
-            "the "
-            "prompt with the model's own template; copy it from the original checkpoint"
+            "the prompt with the model's own template; copy it from the original checkpoint"
         )
 
 
