@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 
+import lite_reference
 import pytest
 import torch
-import lite_reference
 from lite_reference import generate_masked, max_logit_diff
 
 import vreason_hooks as vreason

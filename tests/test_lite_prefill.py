@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 
+import lite_reference
 import pytest
 import torch
-import lite_reference
 from lite_reference import decoder_layers, generate_masked, max_logit_diff
 
 import vreason_hooks as vreason
