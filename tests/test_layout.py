@@ -129,3 +129,107 @@ def test_the_cli_module_runs_as_a_script():
         timeout=120,
     )
     assert proc.returncode == 0 and proc.stdout.startswith("vreason-hooks "), proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------- seams
+TRANSFORMERS_INTERNALS = frozenset(
+    """past_key_values cache_position _attn_implementation DynamicLayer DynamicSlidingWindowLayer
+    DynamicIndexedLayer LinearAttentionLayer LinearAttentionCacheLayerMixin CacheLayerMixin DummyLayer cache_utils
+    masking_utils video_utils create_causal_mask get_seq_length get_mask_sizes lazy_initialization
+    layer_class_to_replicate layer_idx is_sliding is_linear is_dummy recurrent_states conv_states _model_mapping
+    _prepare_generation_config _get_stopping_criteria get_generation_mode GenerationMixin _from_config
+    gradient_checkpointing _orig_mod _compiled_call_impl _torchdynamo_orig_callable""".split()
+)
+"""transformers (and torch) internals: named only in vreason_hooks/transformers_seam.py."""
+LMMS_EVAL_INTERNALS = frozenset(
+    """_model _tokenizer _config _device _rank _world_size _max_length batch_size_per_gpu _resolve_model_class
+    _get_model_name sanitize_model_name _enable_reentrant_filelocks _api task_manager datetime_str""".split()
+)
+"""lmms-eval internals (in files that import lmms_eval): named only in vreason_lmms_eval/lmms_eval_seam.py."""
+SEAMS = {
+    "transformers_seam": (TRANSFORMERS_INTERNALS, "vreason_hooks/transformers_seam.py"),
+    "lmms_eval_seam": (LMMS_EVAL_INTERNALS, "integrations/vreason_lmms_eval/lmms_eval_seam.py"),
+}
+SEAM_TESTS = ("tests/test_transformers_seam.py", "tests/test_lmms_eval_seam.py")
+"""The seams' own tests exercise the internals directly (that is how they catch a move)."""
+
+
+def _names(tree: ast.AST):
+    """``(line, name)`` of every identifier, attribute, keyword, definition, import part and exact string in
+    ``tree``; an attribute read through a seam module (``transformers_seam.DynamicLayer``) is the seam's."""
+    through_seam = {
+        id(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in SEAMS
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            yield node.lineno, node.id
+        elif isinstance(node, ast.Attribute) and id(node) not in through_seam:
+            yield node.lineno, node.attr
+        elif isinstance(node, ast.keyword) and node.arg:
+            yield node.value.lineno, node.arg
+        elif isinstance(node, ast.arg):
+            yield node.lineno, node.arg
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.lineno, node.name
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for part in [
+                *(m for module in modules for m in module.split(".")),
+                *(a.name for a in node.names),
+            ]:
+                yield node.lineno, part.split(".")[-1]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.lineno, node.value
+
+
+def _imports_lmms_eval(tree: ast.AST) -> bool:
+    return any(
+        (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "lmms_eval" for a in n.names))
+        or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "lmms_eval")
+        for n in ast.walk(tree)
+    )
+
+
+def upstream_leaks(path: Path) -> list[str]:
+    """``file:line: name (seam)`` for every upstream internal ``path`` names outside its seam module."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    forbidden = {name: "transformers_seam" for name in TRANSFORMERS_INTERNALS}
+    if _imports_lmms_eval(tree):
+        forbidden.update({name: "lmms_eval_seam" for name in LMMS_EVAL_INTERNALS})
+    found = sorted((line, name) for line, name in _names(tree) if name in forbidden)
+    return [f"{path.name}:{line}: {name} (belongs in {forbidden[name]})" for line, name in found]
+
+
+PROJECT_SOURCES = sorted(
+    p
+    for folder in ("vreason_hooks", "integrations", "benchmarks", "tests", ".ci")
+    for p in (ROOT / folder).rglob("*.py")
+    if str(p.relative_to(ROOT)) not in {seam for _, seam in SEAMS.values()} | set(SEAM_TESTS)
+)
+
+
+@pytest.mark.parametrize("path", PROJECT_SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_upstream_internals_are_named_only_in_their_seam(path):
+    leaks = upstream_leaks(path)
+    assert not leaks, "name upstream internals only through their seam module: " + "; ".join(leaks)
+
+
+def test_the_seam_check_catches_a_planted_name(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        "from lmms_eval.api.model import lmms\n"
+        "def step(kwargs, model, wrapper):\n"
+        "    cache = kwargs['past_key_values']\n"
+        "    model.config._attn_implementation = 'eager'\n"
+        "    wrapper._model = model\n"
+        "    return transformers_seam.DynamicLayer, cache.get_seq_length()\n"
+    )
+    leaks = upstream_leaks(planted)
+    assert [leak.split(": ")[1] for leak in leaks] == [
+        "past_key_values (belongs in transformers_seam)",
+        "_attn_implementation (belongs in transformers_seam)",
+        "_model (belongs in lmms_eval_seam)",
+        "get_seq_length (belongs in transformers_seam)",
+    ], leaks

@@ -45,11 +45,11 @@ def _mask_out(dropped: list[list[int]]):
 
     def hook(module, args, kwargs):
         cache = transformers_seam.forward_cache(kwargs)
-        if cache is None or cache.get_seq_length() == 0:
+        if cache is None or transformers_seam.cache_length(cache) == 0:
             return None
         ids = kwargs["input_ids"]
         mask = kwargs.get("attention_mask")
-        total = cache.get_seq_length() + ids.shape[1]
+        total = transformers_seam.cache_length(cache) + ids.shape[1]
         mask = torch.ones(ids.shape[0], total, dtype=torch.long) if mask is None else mask.clone()
         for b, positions in enumerate(dropped):
             mask[b, positions] = 0
@@ -301,12 +301,12 @@ def test_mask_is_created_for_filler_rows_when_generate_drops_it():
     source = torch.tensor([[-1, 0, 2, 3], [0, 1, 2, 3]])  # row 0 dropped column 1, row 1 nothing
     layout = PrunedLayout(4, [source], [[torch.tensor([1]), torch.tensor([], dtype=torch.long)]], [], 0, True)
 
-    class Cache:
-        def get_seq_length(self):
-            return 4 + 2  # two tokens generated since prefill
+    from transformers import DynamicCache
 
+    cache = DynamicCache()  # 4 prompt columns (pruned layout) + two tokens generated since prefill
+    cache.update(torch.zeros(2, 1, 6, 4), torch.zeros(2, 1, 6, 4), 0)
     out = layout.rewrite_inputs(
-        {"input_ids": torch.tensor([[5], [6]]), "attention_mask": None}, Cache(), None, adapters.get("llama")
+        {"input_ids": torch.tensor([[5], [6]]), "attention_mask": None}, cache, None, adapters.get("llama")
     )
     assert out["attention_mask"].tolist() == [[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]
     assert out["position_ids"].tolist() == [[6], [6]]  # original coordinates: 4 prompt + 2 generated
@@ -317,7 +317,7 @@ def test_mask_is_created_for_filler_rows_when_generate_drops_it():
     with pytest.raises(UnsupportedSettingError, match="original coordinates"):
         layout.rewrite_inputs(
             {"input_ids": torch.tensor([[5], [6]]), "attention_mask": mask[:, :-1]},
-            Cache(),
+            cache,
             None,
             adapters.get("llama"),
         )

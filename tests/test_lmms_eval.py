@@ -562,14 +562,14 @@ def _upstream_huggingface(pretrained: str, **kwargs):
     from conftest import upstream_call_deprecations
     from lmms_eval.models.chat.huggingface import Huggingface
     from transformers import AutoModelForImageTextToText
+    from vreason_lmms_eval import lmms_eval_seam
     from vreason_lmms_eval.models import _MediaKeywords
 
     with upstream_call_deprecations():  # lmms-eval's Huggingface passes torch_dtype= (its call, not ours)
         lm = Huggingface(pretrained=pretrained, device="cpu", device_map="cpu", **kwargs)
     assert not hasattr(lm.model, "lm_head")  # the upstream bug the fix is for
-    lm._model = AutoModelForImageTextToText.from_pretrained(
-        pretrained, dtype=torch.bfloat16, device_map="cpu"
-    ).eval()
+    model = AutoModelForImageTextToText.from_pretrained(pretrained, dtype=torch.bfloat16, device_map="cpu")
+    lmms_eval_seam.set_wrapper_state(lm, model=model.eval())
     lm.processor = _MediaKeywords(lm.processor)
     return lm
 

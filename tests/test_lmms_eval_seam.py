@@ -74,3 +74,28 @@ def test_filelock_api_is_importable_and_lmms_eval_patch_runs():
 
 def test_output_model_name_matches_lmms_eval_folders():
     assert lmms_eval_seam.output_model_name("pretrained=/tmp/ckpt/tiny-qwen,lr=0.1").endswith("tiny-qwen")
+
+
+@pytest.mark.parametrize(
+    "module", ["lmms_eval.models.simple.qwen2_5_vl", "lmms_eval.models.chat.huggingface"]
+)
+def test_wrapper_state_is_read_back_by_the_wrappers_public_properties(module):
+    """Our loaders replace the upstream ``__init__``: what they store must be what the properties return."""
+    import torch
+
+    cls = next(
+        c
+        for c in vars(importlib.import_module(module)).values()
+        if inspect.isclass(c) and c.__module__ == module
+    )
+    wrapper = object.__new__(cls)
+    model, tokenizer, config = object(), object(), object()
+    lmms_eval_seam.set_wrapper_state(
+        wrapper, model=model, tokenizer=tokenizer, config=config, device=torch.device("cpu"), rank=1,
+        world_size=2, max_length=2048, batch_size=3,
+    )  # fmt: skip
+    assert wrapper.model is model and wrapper.tokenizer is tokenizer and wrapper.config is config
+    assert (wrapper.device, wrapper.rank, wrapper.world_size) == (torch.device("cpu"), 1, 2)
+    assert (wrapper.max_length, wrapper.batch_size) == (2048, 3)
+    with pytest.raises(KeyError, match="no wrapper field"):
+        lmms_eval_seam.set_wrapper_state(wrapper, weights=None)

@@ -127,7 +127,7 @@ class PrunedLayout:
         filled in (original coordinates, as the adapter ``spec``'s ``[positions]`` says the model computes
         them) only when the caller passed none.
         """
-        if kwargs.get("cache_position") is not None:
+        if transformers_seam.passes_cache_position(kwargs):
             raise UnsupportedSettingError(
                 "V-Reason Lite cannot run a model that takes `cache_position` (remote-code models): its "
                 "positions would follow the pruned cache length; use lite=False"

@@ -141,6 +141,12 @@ def cache_kwargs(module, cache) -> dict:
     return {cache_keyword(module): cache}
 
 
+def passes_cache_position(kwargs: dict) -> bool:
+    """Whether a ``forward`` call carries explicit ``cache_position`` (remote-code models): positions that
+    follow the cache length instead of ``position_ids``."""
+    return kwargs.get("cache_position") is not None
+
+
 def output_cache(output) -> Any:
     """The cache in a model output (``output.cache`` from 5.24, ``output.past_key_values`` before)."""
     if isinstance(output, dict):

@@ -101,6 +101,32 @@ def qwen3_model_class(pretrained: str, is_moe: bool):
     return _resolve_model_class(pretrained, is_moe=is_moe)[0]
 
 
+# ---------------------------------------------------------------------------------------------- wrapper state
+WRAPPER_FIELDS = {
+    "model": "_model",
+    "tokenizer": "_tokenizer",
+    "config": "_config",
+    "device": "_device",
+    "rank": "_rank",
+    "world_size": "_world_size",
+    "max_length": "_max_length",
+    "batch_size": "batch_size_per_gpu",
+}
+"""What an lmms-eval model wrapper's ``__init__`` stores, under the private names its public properties
+(``model``, ``tokenizer``, ``config``, ``device``, ``rank``, ``world_size``, ``max_length``, ``batch_size``)
+read."""
+
+
+def set_wrapper_state(wrapper, **state) -> None:
+    """Store ``state`` (keys of :data:`WRAPPER_FIELDS`) where the lmms-eval wrapper's properties read it, as
+    its own ``__init__`` does (our loaders replace that ``__init__``)."""
+    unknown = set(state) - set(WRAPPER_FIELDS)
+    if unknown:
+        raise KeyError(f"lmms_eval_seam.set_wrapper_state: no wrapper field {sorted(unknown)}")
+    for key, value in state.items():
+        setattr(wrapper, WRAPPER_FIELDS[key], value)
+
+
 # ---------------------------------------------------------------------------------------------- filelock
 def _version(distribution: str) -> str | None:
     from vreason_hooks.transformers_seam import installed_version

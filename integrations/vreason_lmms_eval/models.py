@@ -25,6 +25,7 @@ from lmms_eval.models.simple.qwen3_vl import Qwen3_VL as _Qwen3Simple
 
 from vreason_hooks import transformers_seam
 
+from . import lmms_eval_seam
 from .wrapper import VReasonModel, upstream_arguments
 
 VALID_ATTN = (None, "flash_attention_2", "sdpa", "eager")
@@ -76,9 +77,14 @@ class _Loader(VReasonModel):
             device, device_map = local, local
         else:
             device, device_map = _cpu_fallback(args["device"], args["device_map"], "auto")
-        self._device, self.device_map = torch.device(device), device_map
+        self.device_map = device_map
         # Data parallel: lmms-eval shards documents by rank; no model wrapping is needed for generation.
-        self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
+        lmms_eval_seam.set_wrapper_state(
+            self,
+            device=torch.device(device),
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+        )
         model_kwargs = {"dtype": args["dtype"], "device_map": device_map}
         if args["attn_implementation"] is not None:
             model_kwargs["attn_implementation"] = args["attn_implementation"]
@@ -86,9 +92,9 @@ class _Loader(VReasonModel):
 
     def _finish(self, args: dict) -> None:
         """The attributes every upstream ``__init__`` ends with."""
-        self._config = self.model.config
-        self._max_length = 2048
-        self.batch_size_per_gpu = int(args["batch_size"])
+        lmms_eval_seam.set_wrapper_state(
+            self, config=self.model.config, max_length=2048, batch_size=int(args["batch_size"])
+        )
         self.use_cache = args["use_cache"]
 
 
@@ -107,7 +113,8 @@ class _QwenLoader(_Loader):
         args = self._arguments(kwargs)
         model_kwargs = self._place(args)
         pretrained = args["pretrained"]
-        self._model = self._model_class(pretrained).from_pretrained(pretrained, **model_kwargs).eval()
+        model = self._model_class(pretrained).from_pretrained(pretrained, **model_kwargs).eval()
+        lmms_eval_seam.set_wrapper_state(self, model=model)
         self.max_pixels, self.min_pixels = args["max_pixels"], args["min_pixels"]
         self.max_num_frames, self.fps = args["max_num_frames"], args["fps"]
         for name in self.UPSTREAM_ATTRS:
@@ -117,7 +124,7 @@ class _QwenLoader(_Loader):
         self.processor = AutoProcessor.from_pretrained(
             pretrained, max_pixels=self.max_pixels, min_pixels=self.min_pixels
         )
-        self._tokenizer = AutoTokenizer.from_pretrained(pretrained)
+        lmms_eval_seam.set_wrapper_state(self, tokenizer=AutoTokenizer.from_pretrained(pretrained))
         self.system_prompt = args["system_prompt"]
         self.interleave_visuals = args["interleave_visuals"]
         self._finish(args)
@@ -248,12 +255,14 @@ class VReasonHF(_Loader, _HFChat):
                 "with a language-model head (AutoModelForCausalLM / AutoModelForImageTextToText), so it "
                 "cannot generate"
             )
-        self._model = auto.from_pretrained(pretrained, trust_remote_code=remote, **model_kwargs).eval()
+        model = auto.from_pretrained(pretrained, trust_remote_code=remote, **model_kwargs).eval()
+        lmms_eval_seam.set_wrapper_state(self, model=model)
         self.max_num_frames = args["max_num_frames"]
         prompt = args["reasoning_prompt"] or args["system_prompt"]
         self.system_prompt = self._resolve_system_prompt(prompt.replace("\\n", "\n")) if prompt else None
         self.processor = _MediaKeywords(AutoProcessor.from_pretrained(pretrained, trust_remote_code=remote))
-        self._tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=remote)
+        tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=remote)
+        lmms_eval_seam.set_wrapper_state(self, tokenizer=tokenizer)
         self.interleave_visuals = args["interleave_visuals"]
         self._finish(args)
 
