@@ -134,11 +134,11 @@ def test_the_cli_module_runs_as_a_script():
 # ---------------------------------------------------------------------------------------------- seams
 TRANSFORMERS_INTERNALS = frozenset(
     """past_key_values cache_position _attn_implementation DynamicLayer DynamicSlidingWindowLayer
-    DynamicIndexedLayer LinearAttentionLayer LinearAttentionCacheLayerMixin CacheLayerMixin DummyLayer cache_utils
-    masking_utils video_utils create_causal_mask get_seq_length get_mask_sizes lazy_initialization
-    layer_class_to_replicate layer_idx is_sliding is_linear is_dummy recurrent_states conv_states _model_mapping
-    _prepare_generation_config _get_stopping_criteria get_generation_mode GenerationMixin _from_config
-    gradient_checkpointing _orig_mod _compiled_call_impl _torchdynamo_orig_callable""".split()
+    DynamicIndexedLayer LinearAttentionLayer LinearAttentionCacheLayerMixin CacheLayerMixin DummyLayer
+    cache_utils masking_utils video_utils create_causal_mask get_seq_length get_mask_sizes lazy_initialization
+    layer_class_to_replicate layer_idx is_sliding is_linear is_dummy recurrent_states conv_states
+    _model_mapping _prepare_generation_config _get_stopping_criteria get_generation_mode GenerationMixin
+    _from_config gradient_checkpointing _orig_mod _compiled_call_impl _torchdynamo_orig_callable""".split()
 )
 """transformers (and torch) internals: named only in vreason_hooks/transformers_seam.py."""
 LMMS_EVAL_INTERNALS = frozenset(

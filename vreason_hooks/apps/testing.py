@@ -58,8 +58,7 @@ def build(
     """A seeded tiny model of family ``name`` with attention ``attn``, in eval mode.
 
     ``ids`` overrides token-id fields of the record (``video_token_id=...``, ``eos_token_id=...``) for a
-    real-tokenizer layout.
-    """
+    real-tokenizer layout."""
     import transformers
 
     family: TinyFamily = RECORDS[name]
@@ -177,7 +176,8 @@ def _video_tokens(config, token: int, layout: VideoLayout, groups: int, per_grou
 
 
 def _type_ids(input_ids: torch.Tensor, length: int, layout: VideoLayout, spec, config) -> torch.Tensor:
-    """``mm_token_type_ids``: ``layout.type_id`` on the span tokens (and the brackets with ``type_brackets``)."""
+    """``mm_token_type_ids``: ``layout.type_id`` on the span tokens (and the brackets with
+    ``type_brackets``)."""
     types = torch.zeros_like(input_ids)
     if not layout.type_brackets:
         return types.masked_fill(input_ids == spec.span_token_id(config), layout.type_id)
@@ -194,7 +194,8 @@ def _first(value):
 
 
 def _tower_side(vision) -> int:
-    """Patches per side of a frame for the vision tower (a timm tower keeps its geometry in ``model_args``)."""
+    """Patches per side of a frame for the vision tower (a timm tower keeps its geometry in
+    ``model_args``)."""
     timm_args = getattr(vision, "model_args", None)
     if timm_args:
         return timm_args["img_size"] // timm_args["patch_size"]

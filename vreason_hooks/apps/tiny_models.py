@@ -28,11 +28,11 @@ class VideoLayout:
     """
 
     pixels: Literal["patches", "frames", "images", "pooled"]
-    """``patches``: flattened patch rows ``(batch * t * side**2, channels * temporal_patch * patch**2)`` with a
-    ``(t, side, side)`` grid per video (Qwen-VL, GLM-4V, VideoLLaMA3); ``frames``: ``(batch, frames, 3, H, W)``
-    (LLaVA-OneVision, LLaVA-NeXT-Video, PerceptionLM); ``images``: frames as images ``(batch * frames, 3, H,
-    W)`` (InternVL; ``images_per_row``: ``(batch, frames, 3, H, W)``, SmolVLM); ``pooled``: Molmo2's patch rows
-    per frame plus the indices each token pools."""
+    """``patches``: flattened patch rows ``(batch * t * side**2, channels * temporal_patch * patch**2)`` with
+    a ``(t, side, side)`` grid per video (Qwen-VL, GLM-4V, VideoLLaMA3); ``frames``: ``(batch, frames, 3, H,
+    W)`` (LLaVA-OneVision, LLaVA-NeXT-Video, PerceptionLM); ``images``: frames as images ``(batch * frames, 3,
+    H, W)`` (InternVL; ``images_per_row``: ``(batch, frames, 3, H, W)``, SmolVLM); ``pooled``: Molmo2's patch
+    rows per frame plus the indices each token pools."""
     pixel_key: str = "pixel_values_videos"
     frames: int = 2
     temporal_patch: int = 1
