@@ -95,7 +95,7 @@ class Generation:
         pruner = None
         if config.lite:
             length, index = input_ids.shape[1], adapter.cache_layer_index
-            pruner = LitePruner.for_prefill(config, spans, length, attention_mask, past, index)
+            pruner = LitePruner(config, spans, length, attention_mask, past, index)
         schedule = UpdateSchedule(config.step_interval)
         return cls(config, adapter, spans, switches, traces, grad_scope, schedule, call=call, pruner=pruner,
                    finished=[False] * len(spans))  # fmt: skip

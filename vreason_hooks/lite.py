@@ -238,32 +238,21 @@ class LitePruner:
         self,
         config: VReasonConfig,
         spans: list[torch.Tensor],
-        length: int,
-        attention_mask: torch.Tensor | None,
-        control_layer: int,
-    ):
-        self.config, self.spans, self.length, self.control_layer = config, spans, length, control_layer
-        self.counts = [pruned_count(config.prune_ratio, s.numel()) for s in spans]
-        self.width = length - min(self.counts, default=0)
-        ones = torch.ones(len(spans), length, dtype=torch.long)
-        self.mask = attention_mask if attention_mask is not None else ones
-        self.sources: dict[int, torch.Tensor] = {}
-        self.dropped: dict[int, list[torch.Tensor]] = {}
-        self._slot_mask: torch.Tensor | None = None
-
-    @classmethod
-    def for_prefill(
-        cls,
-        config: VReasonConfig,
-        spans: list[torch.Tensor],
         prompt_length: int,
         attention_mask: torch.Tensor | None,
         past: int,
         control_layer: int,
-    ) -> LitePruner:
+    ):
         """The pruner of a prefill of ``prompt_length`` tokens after ``past`` cached ones (refused if any)."""
         _check_fresh(past + prompt_length, prompt_length)
-        return cls(config, spans, prompt_length, attention_mask, control_layer)
+        self.config, self.spans, self.length, self.control_layer = config, spans, prompt_length, control_layer
+        self.counts = [pruned_count(config.prune_ratio, s.numel()) for s in spans]
+        self.width = prompt_length - min(self.counts, default=0)
+        ones = torch.ones(len(spans), prompt_length, dtype=torch.long)
+        self.mask = attention_mask if attention_mask is not None else ones
+        self.sources: dict[int, torch.Tensor] = {}
+        self.dropped: dict[int, list[torch.Tensor]] = {}
+        self._slot_mask: torch.Tensor | None = None
 
     @property
     def drops(self) -> bool:

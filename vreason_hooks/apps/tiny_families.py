@@ -30,6 +30,10 @@ QWEN_IDS = dict(
     vision_end_token_id=VISION_END,
 )
 SMALL_TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+QWEN3_TOWER = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=HIDDEN,
+                   patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16,
+                   deepstack_visual_indexes=[0])  # fmt: skip
+"""The Qwen3-VL vision tower (16 px patches, deepstack from block 0), shared by its dense and MoE models."""
 QWEN_PATCHES = VideoLayout(
     "patches", temporal_patch=2, grid=4, bracket="video", type_id=2, grid_key="video_grid_thw"
 )
@@ -58,9 +62,7 @@ FAMILIES: dict[str, TinyFamily] = {
     "qwen3_vl": TinyFamily(
         "Qwen3VLForConditionalGeneration",
         rope="mrope_interleaved",
-        vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=HIDDEN,
-                    patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16,
-                    deepstack_visual_indexes=[0]),
+        vision=QWEN3_TOWER,
         fields=QWEN_IDS,
         video=QWEN_PATCHES,
     ),
@@ -68,9 +70,7 @@ FAMILIES: dict[str, TinyFamily] = {
         "Qwen3VLMoeForConditionalGeneration",
         text=dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=HIDDEN, decoder_sparse_step=1),
         rope="mrope_interleaved",
-        vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=HIDDEN,
-                    patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16,
-                    deepstack_visual_indexes=[0]),
+        vision=QWEN3_TOWER,
         fields=QWEN_IDS,
         video=QWEN_PATCHES,
     ),
