@@ -32,10 +32,12 @@ test: setup
 test-range: setup
 	HF_HUB_OFFLINE=1 $(PY) .ci/range.py --venv $(VENV)
 
-# One command formats and lints (the rule set and why: [tool.ruff] and [tool.mypy] in pyproject.toml).
+# One command formats, lints and type-checks the library (the rule sets and why: [tool.ruff] and [tool.mypy]
+# in pyproject.toml).
 lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff format .

@@ -58,7 +58,7 @@ __all__ = [
 """The lazy exports, listed for static analysers (a test checks it equals ``_EXPORTS``)."""
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = importlib.import_module(_EXPORTS[name], __name__)

@@ -5,6 +5,7 @@ Nothing here knows about hooks or caches; :mod:`vreason_hooks.session` wires it 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -170,13 +171,14 @@ class ValueController:
             grad_norms.append(
                 float(torch.nn.utils.clip_grad_norm_([delta], clip) if clip else delta.grad.norm())
             )
+        assert self.optimizer is not None  # built with the sequences: there is one whenever there are deltas
         self.optimizer.step()
         for delta in deltas:
             delta.grad = None
         return {b: (g, float(d.detach().norm())) for b, g, d in zip(chosen, grad_norms, deltas)}
 
     @torch.no_grad()
-    def write(self, values: torch.Tensor, batch_indices) -> None:
+    def write(self, values: torch.Tensor, batch_indices: Iterable[int]) -> None:
         """Write the current effective values of ``batch_indices`` into the cache tensor, in place."""
         for b in batch_indices:
             seq = self.sequences[b]

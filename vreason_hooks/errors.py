@@ -1,5 +1,10 @@
 """Exceptions with one-line messages that say what to do."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 
 class VReasonError(Exception):
     """Base class of every error raised by vreason_hooks."""
@@ -43,7 +48,9 @@ class ConfigTypeError(ConfigError, TypeError):
     pass)."""
 
 
-def validation_message(err, *, noun: str = "field", values=None, known=None) -> str:
+def validation_message(
+    err: Any, *, noun: str = "field", values: Mapping | None = None, known: Iterable[str] | None = None
+) -> str:
     """One line for a pydantic ``ValidationError``: every problem, joined by ``"; "``.
 
     Args:

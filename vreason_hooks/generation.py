@@ -109,6 +109,15 @@ class Generation:
         """``(batch, num_kv_heads, seq_len, head_dim)`` cached values of the controlled layer."""
         return transformers_seam.layer_values(self.cache, self.adapter.cache_layer_index)
 
+    def _values(self) -> torch.Tensor:
+        values = self.values
+        if values is None:  # the cache lost its controlled layer under us: say so, never write nowhere
+            raise UnsupportedSettingError(
+                "V-Reason: the cache no longer holds the controlled layer's values; do not crop or reset "
+                "the cache during generate"
+            )
+        return values
+
     # ------------------------------------------------------------------ before each forward
     def advance(self, stopped: list[bool]) -> None:
         """Move to the next token: note the sequences ``generate`` stopped and whether this step updates.
@@ -142,10 +151,11 @@ class Generation:
         transformers_seam.check_dynamic_cache(cache, [index], needed_by="V-Reason (controlled layer)")
         if self.config.updates and self.has_span:  # else nothing ever moves: no snapshot, no ΔV, no optimiser
             with torch.inference_mode(False):
-                self.controller = ValueController.from_cache_values(self.values, self.spans, self.config)
+                self.controller = ValueController.from_cache_values(self._values(), self.spans, self.config)
             ControlledLayer.install(cache, index, self.controller, self.grad_scope)
 
     def _prune(self) -> None:
+        assert self.pruner is not None  # take_cache calls this only with a pruner
         layout, self.pruner = self.pruner.layout(self.cache), None
         for trace, dropped in zip(self.traces, layout.pruned):
             trace.pruned = dropped
@@ -172,19 +182,20 @@ class Generation:
             trace.ema.append(self.switches[b].ema)
             trace.peak.append(self.switches[b].peak)
             trace.alpha.append(alpha)
-            if self.update_now and alpha is not None and b in self.controller.sequences:
+            if self.update_now and alpha is not None and self.controller and b in self.controller.sequences:
                 losses[b] = -alpha * entropies[b]
         return losses
 
     def update(self, losses: dict[int, torch.Tensor]) -> None:
         """One AdamW step on ΔV; finite results go into the cache and the traces, the rest stop their
         sequence."""
+        assert self.controller is not None  # update_now implies a controller
         report = self.controller.step(losses)
         for b, (grad_norm, delta_norm) in list(report.items()):
             if not (math.isfinite(grad_norm) and math.isfinite(delta_norm)):
                 self._diverge(b, f"gradient norm {grad_norm}, ‖ΔV‖ {delta_norm}")
                 del report[b]
-        self.controller.write(self.values, list(report))
+        self.controller.write(self._values(), list(report))
         for b, (grad_norm, delta_norm) in report.items():
             self.traces[b].update_steps.append(self.step)
             self.traces[b].grad_norm.append(grad_norm)
@@ -195,7 +206,7 @@ class Generation:
         self.traces[b].diverged = True
         self.diverged.append((b, what))
         if self.controller is not None and b in self.controller.sequences:
-            self.controller.drop(b, self.values)
+            self.controller.drop(b, self._values())
 
     # ------------------------------------------------------------------ end
     def finish(self) -> None:

@@ -77,7 +77,9 @@ class ControlledLayer(transformers_seam.DynamicLayer):
         self.__dict__.update(original.__dict__)
         self.vreason_original, self.vreason_controller, self.vreason_scope = original, controller, scope
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = super().update(key_states, value_states, *args, **kwargs)
         if self.vreason_scope.active:
             values = self.vreason_controller.with_grad_path(values)

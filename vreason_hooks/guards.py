@@ -141,7 +141,7 @@ def check_controlled(traces: list[Trace], config: VReasonConfig) -> None:
         )
 
 
-def refuse_copy(*_) -> Any:
+def refuse_copy(*_: Any) -> Any:
     """``copy.deepcopy`` / ``pickle`` of a model with a session attached (they reach its hooks): one line."""
     raise VReasonError(
         "cannot copy or pickle a model while V-Reason is attached to it (its hooks would follow the copy): "

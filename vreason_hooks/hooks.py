@@ -104,7 +104,7 @@ class TokenFlow:
         """This thread's generation, unless the session is paused here or none runs."""
         return None if self.thread.paused else self.thread.generation
 
-    def before_model(self, module: nn.Module, args: tuple, kwargs: dict):
+    def before_model(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         if self.thread.paused:
             return None
         input_ids = kwargs.get("input_ids", args[0] if args else None)
@@ -123,7 +123,9 @@ class TokenFlow:
             return args, generation.layout.rewrite_inputs(kwargs, cache, module, self.adapter.spec)
         return None
 
-    def before_controlled_layer(self, module: nn.Module, args: tuple, kwargs: dict):
+    def before_controlled_layer(
+        self, module: nn.Module, args: tuple, kwargs: dict
+    ) -> tuple[tuple, dict] | None:
         generation = self.active()
         if generation is None or not generation.update_now:
             return None
@@ -137,7 +139,7 @@ class TokenFlow:
         # The layer's input is the only way in: detaching it keeps the graph to one layer + norm + head.
         return transformers_seam.replace_layer_input(args, kwargs, torch.Tensor.detach)
 
-    def after_model(self, module: nn.Module, args: tuple, kwargs: dict, output: Any):
+    def after_model(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         generation = self.active()
         if generation is None:
             return output

@@ -32,14 +32,24 @@ prefill (``'prefill'`` mode), :meth:`LitePruner.layout` prunes what is left and 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from . import transformers_seam
 from .config import VReasonConfig
 from .errors import UnsupportedSettingError, UpstreamError
+from .transformers_seam import Cache
+
+if TYPE_CHECKING:
+    from .adapters import AdapterSpec
+
+_Plan = tuple[list[torch.Tensor], torch.Tensor]
+"""A layer's pruning plan: per sequence the dropped positions, and the ``(batch, L')`` source layout."""
 
 
 def pruned_count(ratio: float, n: int) -> int:
@@ -119,7 +129,7 @@ class PrunedLayout:
         head = head.masked_fill(source < 0, 0)
         return torch.cat([head, mask[:, self.original_length :]], dim=1)
 
-    def rewrite_inputs(self, kwargs: dict, cache, model, spec) -> dict:
+    def rewrite_inputs(self, kwargs: dict, cache: Cache, model: nn.Module, spec: AdapterSpec) -> dict:
         """The keyword arguments of one decode step, rewritten for the pruned cache.
 
         ``attention_mask`` (original coordinates, as ``generate`` grows it) is mapped to the pruned layout,
@@ -155,7 +165,7 @@ class PrunedLayout:
         return kwargs
 
 
-def _check_original_mask(mask, total: int) -> None:
+def _check_original_mask(mask: object, total: int) -> None:
     if not torch.is_tensor(mask) or mask.dim() != 2 or mask.shape[1] != total:
         shape = tuple(mask.shape) if torch.is_tensor(mask) else type(mask).__name__
         raise UnsupportedSettingError(
@@ -164,7 +174,7 @@ def _check_original_mask(mask, total: int) -> None:
         )
 
 
-def check_prunable(cache, indices: list[int] | None = None) -> None:
+def check_prunable(cache: Cache, indices: list[int] | None = None) -> None:
     """Refuse caches Lite cannot shrink safely: anything but plain full-attention layers at ``indices``."""
     transformers_seam.check_dynamic_cache(
         cache, indices, needed_by="V-Reason Lite (every layer)", remedy=": use lite=False"
@@ -181,7 +191,7 @@ def _check_fresh(length: int, prompt_length: int) -> None:
         )
 
 
-def _layout(dropped: list[torch.Tensor], length: int, width: int, device) -> torch.Tensor:
+def _layout(dropped: list[torch.Tensor], length: int, width: int, device: torch.device) -> torch.Tensor:
     """``(batch, width)`` source columns: per row, ``-1`` filler then the surviving columns in order."""
     rows = []
     for positions in dropped:
@@ -265,7 +275,7 @@ class LitePruner:
         return self.config.prune_at == "prefill"
 
     @torch.no_grad()
-    def prune_layer(self, cache, index: int) -> None:
+    def prune_layer(self, cache: Cache, index: int) -> None:
         """Plan and apply cache layer ``index`` (just written by its full prefill), from its own scores."""
         if index in self.sources:
             raise UnsupportedSettingError(
@@ -281,7 +291,7 @@ class LitePruner:
         self._apply(cache, index, self._plan(cache, index))
 
     @torch.no_grad()
-    def layout(self, cache) -> PrunedLayout:
+    def layout(self, cache: Cache) -> PrunedLayout:
         """Prune the layers not pruned yet (all of them after the prefill), then the layout of the cache."""
         check_prunable(cache)
         count = len(transformers_seam.cache_layers(cache))
@@ -298,7 +308,7 @@ class LitePruner:
                 self._apply(cache, index, plan)
         return self._result(cache, count)
 
-    def _shared_choice(self, cache) -> list[torch.Tensor] | None:
+    def _shared_choice(self, cache: Cache) -> list[torch.Tensor] | None:
         """With ``prune_scope='last_layer'``, the control layer's choice for every layer."""
         if self.config.prune_scope != "last_layer":
             return None
@@ -310,7 +320,7 @@ class LitePruner:
         scored = values if self.config.prune_score == "value" else keys
         return choose_dropped(token_scores(scored), self.spans, self.config.prune_ratio)
 
-    def _plan(self, cache, index: int, dropped: list[torch.Tensor] | None = None):
+    def _plan(self, cache: Cache, index: int, dropped: list[torch.Tensor] | None = None) -> _Plan:
         """``(dropped, source)`` of cache layer ``index``, its length and mask checked."""
         tensors = transformers_seam.layer_tensors(cache, index)
         _check_fresh(tensors[0].shape[2], self.length)
@@ -323,7 +333,7 @@ class LitePruner:
             raise UnsupportedSettingError(_PER_LAYER_MASK_ERROR)
         return dropped, source
 
-    def _apply(self, cache, index: int, plan) -> None:
+    def _apply(self, cache: Cache, index: int, plan: _Plan) -> None:
         """Replace cache layer ``index`` by its pruned copy; the full tensors go with the cache's
         reference."""
         dropped, source = plan
@@ -333,7 +343,7 @@ class LitePruner:
         transformers_seam.set_layer_tensors(cache, index, *pruned)
         self.sources[index], self.dropped[index] = source, dropped
 
-    def _result(self, cache, count: int) -> PrunedLayout:
+    def _result(self, cache: Cache, count: int) -> PrunedLayout:
         device = transformers_seam.layer_tensors(cache, self.control_layer)[0].device
         if not self.drops:  # nothing to drop: the cache was never touched, output bit for bit
             identity = torch.arange(self.length, device=device).expand(len(self.spans), self.length)
@@ -348,7 +358,9 @@ class LitePruner:
         )
 
 
-def prefill_pruning_hooks(decoder_layers, keyword: str, current_pruner) -> list:
+def prefill_pruning_hooks(
+    decoder_layers: nn.Module, keyword: str, current_pruner: Callable[[], LitePruner | None]
+) -> list:
     """Forward hooks that prune each layer's cache entry right after the layer ran (``prune_at='prefill'``).
 
     Args:
@@ -369,5 +381,5 @@ def prefill_pruning_hooks(decoder_layers, keyword: str, current_pruner) -> list:
         layer.register_forward_hook(
             functools.partial(hook, index=transformers_seam.layer_index(layer, i)), with_kwargs=True
         )
-        for i, layer in enumerate(decoder_layers)
+        for i, layer in enumerate(decoder_layers.children())
     ]

@@ -20,9 +20,9 @@ import contextlib
 import functools
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -52,7 +52,11 @@ class Session:
     """
 
     def __init__(
-        self, model: nn.Module, config: VReasonConfig | Mapping[str, Any] | None = None, *, adapter=None
+        self,
+        model: nn.Module,
+        config: VReasonConfig | Mapping[str, Any] | None = None,
+        *,
+        adapter: str | Path | AdapterSpec | None = None,
     ):
         self.config = coerce_config(config)
         guards.check_not_compiled(model)
@@ -68,8 +72,9 @@ class Session:
 
     # ------------------------------------------------------------------ lifecycle
     def _install(self) -> None:
-        current = _ATTACHED.get(self.model)
-        if current is not None and current() is not None and current().attached:
+        reference = _ATTACHED.get(self.model)
+        current = reference() if reference is not None else None
+        if current is not None and current.attached:
             raise AlreadyAttachedError(
                 f"{type(self.model).__name__} already has a V-Reason session attached; detach it first "
                 "(leave its `with` block or call session.detach())"
@@ -87,8 +92,9 @@ class Session:
             ):  # prune each layer as prefill writes it
                 layers = self.model.get_submodule(adapter.spec.modules.decoder_layers)
                 self._handles += prefill_pruning_hooks(layers, flow.layer_keyword, flow.current_pruner)
-            original = self.model.generate
-            self.model.generate = functools.wraps(original)(functools.partial(self._generate, original))
+            original = cast(Callable, self.model.generate)
+            wrapper = functools.wraps(original)(functools.partial(self._generate, original))
+            self.model.__dict__["generate"] = wrapper  # on the instance: the class stays untouched
         except BaseException:
             self.detach()
             raise
@@ -109,7 +115,7 @@ class Session:
             self._install()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.detach()
 
     __deepcopy__ = guards.refuse_copy  # reached through the model's generate wrapper and hooks

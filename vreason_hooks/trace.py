@@ -132,12 +132,12 @@ _NUMBER_LISTS = ("entropy", "ema", "peak", "delta_norm", "grad_norm")
 _INT_LISTS = ("alpha", "update_steps", "span", "pruned")
 
 
-def _json_type(value) -> str:
+def _json_type(value: object) -> str:
     names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def _head(values) -> str:
+def _head(values: object) -> str:
     text = repr(values)
     return text if len(text) <= 40 else text[:40] + "…"
 

@@ -25,7 +25,7 @@ import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeAlias
 
 from .errors import UnsupportedSettingError, UpstreamError
 
@@ -33,6 +33,14 @@ CACHE_KEYWORDS = ("cache", "past_key_values")
 """Names under which transformers passes the KV cache to ``forward`` (newest first)."""
 
 DISTRIBUTION = "vreason-hooks"
+
+Cache: TypeAlias = Any
+"""A transformers ``Cache`` (a ``DynamicCache`` of layer objects, ``(batch, num_kv_heads, seq_len,
+head_dim)``)."""
+CacheLayer: TypeAlias = Any
+"""One layer object of a ``Cache`` (``DynamicLayer``, a sliding-window, linear-attention or dummy layer)."""
+ModelConfig: TypeAlias = Any
+"""A transformers ``PretrainedConfig``."""
 
 _CLASSES = {"DynamicLayer": "transformers.cache_utils", "StoppingCriteriaList": "transformers.generation"}
 """transformers classes the engine subclasses, imported on first use (listing adapters stays light)."""
@@ -95,15 +103,15 @@ def version_note() -> str:
 
 
 # ---------------------------------------------------------------------------------------------- keywords
-def cache_keyword(module) -> str:
+def cache_keyword(module: Any) -> str:
     """The keyword under which ``module.forward`` takes the KV cache (``cache`` or ``past_key_values``).
 
     Read from the signature (``inspect`` follows transformers' ``deprecate_kwarg`` wrapper to the real one).
     A ``forward`` that names neither is refused: V-Reason could not see the cache and would run uncontrolled.
     """
-    forward = getattr(module, "forward", None)
+    forward: Any = getattr(module, "forward", None)
     try:
-        parameters = inspect.signature(forward).parameters
+        parameters: Any = inspect.signature(forward).parameters
     except (TypeError, ValueError):
         parameters = {}
     for name in CACHE_KEYWORDS:
@@ -133,7 +141,7 @@ def forward_cache(kwargs: dict) -> Any:
     return find_cache(kwargs, CACHE_KEYWORDS[0])[1]
 
 
-def cache_kwargs(module, cache) -> dict:
+def cache_kwargs(module: Any, cache: Cache) -> dict:
     """``{keyword: cache}`` to pass ``cache`` to ``module``'s ``forward`` without a deprecation warning.
 
     For a model, the same keyword is the one its ``generate`` takes (both were renamed in the same release).
@@ -147,7 +155,7 @@ def passes_cache_position(kwargs: dict) -> bool:
     return kwargs.get("cache_position") is not None
 
 
-def output_cache(output) -> Any:
+def output_cache(output: Any) -> Cache:
     """The cache in a model output (``output.cache`` from 5.24, ``output.past_key_values`` before)."""
     if isinstance(output, dict):
         for name in CACHE_KEYWORDS:
@@ -170,12 +178,12 @@ def detach_output(output: Any) -> Any:
     return output
 
 
-def output_logits(output):
+def output_logits(output: Any) -> Any:
     """``(batch, seq_len, vocab)`` logits of a causal-LM output (a ``ModelOutput`` or a tuple)."""
     return output["logits"] if isinstance(output, dict) else output[0]
 
 
-def inside_generate(model) -> bool:
+def inside_generate(model: Any) -> bool:
     """Whether the current call stack runs inside transformers' ``GenerationMixin.generate`` of ``model``.
 
     Read from the calling frames (a frame named ``generate``, in transformers' generation code, whose ``self``
@@ -256,7 +264,7 @@ def stopping_watch(model: Any, on_stop: Callable[[Any], None]) -> Iterator[None]
         )
     base = __getattr__("StoppingCriteriaList")
 
-    class Watched(base):
+    class Watched(base):  # type: ignore[misc, valid-type]
         def __call__(self, input_ids, scores, **kw):
             done = super().__call__(input_ids, scores, **kw)
             on_stop(done)
@@ -273,52 +281,52 @@ def stopping_watch(model: Any, on_stop: Callable[[Any], None]) -> Iterator[None]
 
 
 # ---------------------------------------------------------------------------------------------- cache layout
-def cache_length(cache) -> int:
+def cache_length(cache: Cache) -> int:
     """Number of tokens held by ``cache`` (0 for ``None``)."""
     return 0 if cache is None else int(cache.get_seq_length())
 
 
-def cache_layers(cache) -> list:
+def cache_layers(cache: Cache) -> list[CacheLayer]:
     """The per-layer objects of a transformers ``Cache`` (``cache.layers``)."""
     return list(getattr(cache, "layers", None) or [])
 
 
-def cache_layer(cache, index: int) -> Any:
+def cache_layer(cache: Cache, index: int) -> CacheLayer:
     """The layer object ``index`` of a transformers ``Cache`` (``cache.layers[index]``)."""
     return cache.layers[index]
 
 
-def replace_cache_layer(cache, index: int, layer: Any) -> None:
+def replace_cache_layer(cache: Cache, index: int, layer: CacheLayer) -> None:
     """Put ``layer`` in place of cache layer ``index``; the ``Cache`` forwards ``update`` to it from then
     on."""
     cache.layers[index] = layer
 
 
-def layer_tensors(cache, index: int):
+def layer_tensors(cache: Cache, index: int) -> tuple[Any, Any]:
     """``(keys, values)`` of cache layer ``index``, each ``(batch, num_kv_heads, seq_len, head_dim)``."""
     layer = cache.layers[index]
     return layer.keys, layer.values
 
 
-def all_layer_tensors(cache) -> list:
+def all_layer_tensors(cache: Cache) -> list[tuple[Any, Any]]:
     """``[(keys, values)]`` of every layer of ``cache`` (see :func:`layer_tensors`)."""
     return [layer_tensors(cache, i) for i in range(len(cache_layers(cache)))]
 
 
-def layer_values(cache, index: int):
+def layer_values(cache: Cache, index: int) -> Any:
     """``(batch, num_kv_heads, seq_len, head_dim)`` values of cache layer ``index`` (``None`` before
     prefill)."""
     layers = cache_layers(cache)
     return layers[index].values if len(layers) > index else None
 
 
-def set_layer_tensors(cache, index: int, keys, values) -> None:
+def set_layer_tensors(cache: Cache, index: int, keys: Any, values: Any) -> None:
     """Replace the keys and values of cache layer ``index`` (V-Reason Lite's pruned copies)."""
     layer = cache.layers[index]
     layer.keys, layer.values = keys, values
 
 
-def unsupported_cache_layers(cache, indices=None) -> list[str]:
+def unsupported_cache_layers(cache: Cache, indices: list[int] | None = None) -> list[str]:
     """Names of the layer classes of ``cache`` that are not plain full-attention ``DynamicLayer``s.
 
     ``indices``: the layers to look at (default: all). An empty list means every one is plain.
@@ -330,14 +338,16 @@ def unsupported_cache_layers(cache, indices=None) -> list[str]:
     return sorted({type(layers[i]).__name__ for i in chosen if type(layers[i]) is not DynamicLayer})
 
 
-def is_dynamic_cache(cache) -> bool:
+def is_dynamic_cache(cache: Cache) -> bool:
     """Whether ``cache`` is a transformers ``DynamicCache`` that keeps its tensors on their devices."""
     from transformers.cache_utils import DynamicCache
 
     return isinstance(cache, DynamicCache) and not getattr(cache, "offloading", False)
 
 
-def check_dynamic_cache(cache, indices=None, *, needed_by: str = "V-Reason", remedy: str = "") -> None:
+def check_dynamic_cache(
+    cache: Cache, indices: list[int] | None = None, *, needed_by: str = "V-Reason", remedy: str = ""
+) -> None:
     """Refuse anything but a ``DynamicCache`` of plain ``DynamicLayer``\\ s at ``indices`` (default: all, and
     at least one). ``remedy`` ends the message (what the user can do instead)."""
     bad = unsupported_cache_layers(cache, indices)
@@ -352,7 +362,7 @@ def check_dynamic_cache(cache, indices=None, *, needed_by: str = "V-Reason", rem
 
 # ---------------------------------------------------------------------------------------------- model
 # internals
-def model_attribute(model, path: str):
+def model_attribute(model: Any, path: str) -> Any:
     """The attribute at dotted ``path`` under ``model``, ``None`` if unset or absent.
 
     A spec names the path (``positions.rope_deltas = "model.rope_deltas"``: the per-sequence M-RoPE offset
@@ -364,7 +374,7 @@ def model_attribute(model, path: str):
     return node
 
 
-def has_model_attribute(model, path: str) -> bool:
+def has_model_attribute(model: Any, path: str) -> bool:
     """Whether every step of dotted ``path`` exists under ``model`` (its value may still be ``None``)."""
     node = model
     for part in path.split("."):
@@ -390,12 +400,12 @@ def compiled(model: Any) -> bool:
     )
 
 
-def layer_index(layer, default: int) -> int:
+def layer_index(layer: Any, default: int) -> int:
     """The cache index a decoder layer writes to (``self_attn.layer_idx``), else ``default``."""
     return int(getattr(getattr(layer, "self_attn", None), "layer_idx", default))
 
 
-def replace_layer_input(args: tuple, kwargs: dict, transform) -> tuple[tuple, dict]:
+def replace_layer_input(args: tuple, kwargs: dict, transform: Callable) -> tuple[tuple, dict]:
     """A decoder layer's call with its hidden states (first positional or ``hidden_states=``) transformed."""
     if args:
         args = (transform(args[0]),) + tuple(args[1:])
@@ -405,7 +415,7 @@ def replace_layer_input(args: tuple, kwargs: dict, transform) -> tuple[tuple, di
 
 
 # ---------------------------------------------------------------------------------------------- auto classes
-def load_video(path: str, backend: str):
+def load_video(path: str, backend: str) -> tuple[Any, Any]:
     """``(frames, metadata)`` of a video file, decoded by transformers' own reader
     (``video_utils.load_video``)."""
     from transformers.video_utils import load_video as _load_video
@@ -413,7 +423,7 @@ def load_video(path: str, backend: str):
     return _load_video(path, backend=backend)
 
 
-def generation_auto_class(config):
+def generation_auto_class(config: ModelConfig) -> Any:
     """The transformers auto class that loads ``config``'s checkpoint with its language-model head:
     ``AutoModelForCausalLM`` if it maps the config class, else ``AutoModelForImageTextToText``, else ``None``.
 

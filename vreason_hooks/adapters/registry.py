@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NoAdapterError, SpecError
 from .spec import AdapterSpec, load_spec
@@ -74,7 +74,7 @@ def find_adapter(model: nn.Module) -> AdapterSpec:
     return adapter_for_config(config, model_class=type(unwrap_model(model)).__name__)
 
 
-def adapter_for_config(config, model_class: str | None = None) -> AdapterSpec:
+def adapter_for_config(config: Any, model_class: str | None = None) -> AdapterSpec:
     """The first adapter whose spec matches a transformers ``config``: known before any weights are loaded."""
     for spec in available():
         if spec.matches(config):
@@ -168,9 +168,8 @@ def _pick_spec(model: nn.Module, adapter: str | Path | AdapterSpec | None) -> Ad
 
 def _check_kinds(spec: AdapterSpec, hf_model: nn.Module, final_norm: nn.Module, lm_head: nn.Module) -> None:
     """Refuse a spec whose ``final_norm`` / ``lm_head`` paths name the wrong kind of module."""
-    text = (
-        hf_model.config.get_text_config() if hasattr(hf_model.config, "get_text_config") else hf_model.config
-    )
+    config: Any = hf_model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
     where = spec.source or spec.name
     _check_lm_head(spec, where, lm_head, getattr(text, "vocab_size", None))
     _check_final_norm(spec, where, final_norm, getattr(text, "hidden_size", None))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError, model_validator
 
@@ -100,7 +100,7 @@ class PositionRule(BaseModel):
             missing = [name for name in mrope if getattr(self, name) in (None, "")]
             if missing:
                 raise ValueError(f"positions.kind = 'mrope' needs positions.{missing[0]}")
-            if self.rows < 1:
+            if (self.rows or 0) < 1:
                 raise ValueError("positions.rows must be >= 1")
         else:
             extra = [name for name in (*mrope, "sections_field") if getattr(self, name) is not None]
@@ -145,7 +145,7 @@ class AdapterSpec(BaseModel):
     source: str = ""
     """Where the spec was read from (set by the loader, not written in files)."""
 
-    def matches(self, config) -> bool:
+    def matches(self, config: Any) -> bool:
         """Whether a transformers config belongs to this family (model_type first, then architectures)."""
         if getattr(config, "model_type", None) in self.model_types:
             return True
@@ -161,7 +161,7 @@ class AdapterSpec(BaseModel):
             return config
         return getattr(config, self.config.text_config)
 
-    def check_config(self, config) -> None:
+    def check_config(self, config: Any) -> None:
         """Every config field the spec names exists in ``config``; else a :class:`SpecError` naming the key.
 
         Called before any weights load (``vreason run``) and at ``attach``, so a wrong field never surfaces
@@ -190,7 +190,7 @@ class AdapterSpec(BaseModel):
                     f"{self.positions.sections_field!r} with positions.rows = {self.positions.rows} entries"
                 )
 
-    def decode_positions(self, model, past: int, new: int, batch: int, device) -> torch.Tensor:
+    def decode_positions(self, model: Any, past: int, new: int, batch: int, device: Any) -> torch.Tensor:
         """The ``position_ids`` the model computes itself for ``new`` tokens after ``past`` cached ones.
 
         Returns:
@@ -204,21 +204,22 @@ class AdapterSpec(BaseModel):
         positions = torch.arange(past, past + new, device=device).expand(batch, new)
         if self.positions.kind == "plain":
             return positions
-        deltas = transformers_seam.model_attribute(model, self.positions.rope_deltas)
+        rows = self.positions.rows or 1  # set for mrope (checked at load)
+        deltas = transformers_seam.model_attribute(model, self.positions.rope_deltas or "")
         if deltas is None:  # no multimodal prefill (text-only prompt): the model falls back to plain rows too
-            return positions.unsqueeze(0).expand(self.positions.rows, batch, new)
+            return positions.unsqueeze(0).expand(rows, batch, new)
         deltas = deltas.to(device).repeat_interleave(batch // deltas.shape[0], dim=0)
-        return (positions + deltas).unsqueeze(0).expand(self.positions.rows, batch, new)
+        return (positions + deltas).unsqueeze(0).expand(rows, batch, new)
 
-    def span_token_id(self, config) -> int | None:
+    def span_token_id(self, config: Any) -> int | None:
         """The input id that marks span positions, read from the model config (``None`` for prompt spans)."""
         if self.span.kind != "token":
             return None
         return self._token_id(config, "span.token_id_field", self.span.token_id_field)
 
-    def _token_id(self, config, key: str, field: str) -> int:
+    def _token_id(self, config: Any, key: str, field: str | None) -> int:
         """``config.<field>`` if it holds a token id; else a :class:`SpecError` naming ``key``."""
-        value = getattr(config, field, None)
+        value = getattr(config, field or "", None)
         if value is None:
             raise SpecError(
                 f"{self.where()}: key {key!r}: the model config ({type(config).__name__}) has no field "
@@ -234,7 +235,7 @@ class AdapterSpec(BaseModel):
         return value
 
     def span_positions(
-        self, config, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+        self, config: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> list[torch.Tensor]:
         """Controlled positions of every sequence of a prefill batch.
 
@@ -247,8 +248,11 @@ class AdapterSpec(BaseModel):
         """
         import torch
 
+        marked: torch.Tensor
         if self.span.kind == "token":
-            marked = input_ids == self.span_token_id(config)
+            marked = torch.eq(
+                input_ids, self._token_id(config, "span.token_id_field", self.span.token_id_field)
+            )
         elif attention_mask is not None:
             marked = attention_mask.to(torch.bool)
         else:
@@ -256,7 +260,7 @@ class AdapterSpec(BaseModel):
         return [row.nonzero().flatten() for row in marked]
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     text = " ".join(repr(value).split())
     return f"{text[:60]}… ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
 
