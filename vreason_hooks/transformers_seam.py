@@ -6,7 +6,8 @@ their classes (``DynamicLayer``, which :class:`~vreason_hooks.grad_path.Controll
 generation settings as ``generate`` resolves them, its stopping criteria, the logits and the cache in a
 model's output, attributes a spec names (M-RoPE offsets), the decoder layer's hidden-states argument, and how
 torch marks a compiled module. When a transformers release renames one of them, the fix is one line here, and
-``tests/test_transformers_seam.py`` fails first. A layout test (``tests/test_layout.py``) fails when one of
+``tests/engine/test_transformers_seam.py`` fails first. A layout test (``tests/unit/test_layout.py``) fails
+when one of
 these names appears anywhere else.
 
 Known moves:

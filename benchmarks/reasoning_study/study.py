@@ -140,7 +140,7 @@ def choose_lr(sweep: dict[str, dict[str, Any]], k: int = 4) -> float:
         cfg = by_task["all"]
         if name == "baseline" or cfg["n"] == 0:
             continue
-        lr, step = _grid_point(name)
+        lr, step = grid_point(name)
         if step != k:
             continue
         candidates.append(
@@ -151,7 +151,7 @@ def choose_lr(sweep: dict[str, dict[str, Any]], k: int = 4) -> float:
     return max(candidates)[-1]
 
 
-def _grid_point(name: str) -> tuple[float, int]:
+def grid_point(name: str) -> tuple[float, int]:
     """``'switch_k4_lr0.003'`` -> ``(0.003, 4)``."""
     head, lr = name.rsplit("_lr", 1)
     return float(lr), int(head.rsplit("_k", 1)[1])

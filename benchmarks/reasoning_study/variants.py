@@ -2,7 +2,7 @@
 
 The baseline runs with a session attached and ``objective='none'``: the hooks record entropy exactly as for
 the other variants, ΔV is never updated, and the output is the plain ``generate`` output (asserted in
-tests/test_reasoning_study.py). Every V-Reason variant uses the same learning rate (the one chosen on the
+tests/apps/test_reasoning_study.py). Every V-Reason variant uses the same learning rate (the one chosen on the
 held-apart problems), so the ablations differ from ``switch_k4`` in one setting only.
 """
 

@@ -3,7 +3,8 @@
 What the integration reads from lmms-eval beyond its model API: locals of ``simple_evaluate`` found through
 the calling frames (the pending ``TaskManager`` and the run's ``datetime_str``), the ``TaskManager``'s
 ``model_name``, the helpers that derive the output folder's model name, ``qwen3_vl``'s class resolver, and the
-module ``filelock._api`` that ``simple_evaluate`` imports. ``tests/test_lmms_eval_seam.py`` fails when one
+module ``filelock._api`` that ``simple_evaluate`` imports. ``tests/integrations/test_lmms_eval_seam.py``
+fails when one
 moves.
 
 Known moves:

@@ -79,7 +79,7 @@ class VReasonModel:
         self._vreason_stamp = run_stamp()
         self.vreason_adapter = self._checkpoint_adapter(upstream)
         self._load_upstream(**upstream)
-        self._vreason_records = Records(self.MODEL_NAME, config.model_dump())
+        self.vreason_records = Records(self.MODEL_NAME, config.model_dump())
         self._attach_vreason()
 
     def _load_upstream(self, **kwargs) -> None:  # pragma: no cover - abstract
@@ -129,7 +129,7 @@ class VReasonModel:
     def _run(self, group):
         """Answers for ``group`` from the upstream wrapper; on an error, each document alone."""
         seen: list = []
-        tracked = [self._tracked(r, seen) for r in group] if len(group) > 1 else group
+        tracked = [self.tracked_request(r, seen) for r in group] if len(group) > 1 else group
         self.vreason.pop_traces()  # leftovers (of a failed call) belong to no document
         self._generate_s = 0.0
         start = time.perf_counter()
@@ -148,7 +148,7 @@ class VReasonModel:
         traces = self.vreason.pop_traces()  # popped: the session's memory stays flat over a long run
         if len(group) == 1:
             by_doc = {group[0].doc_id: traces[-1] if traces else None}
-        elif len(order := self._rows(group, seen)) == len(
+        elif len(order := self.batch_rows(group, seen)) == len(
             traces
         ):  # rows follow the order messages were built
             by_doc = dict(zip(order, traces))
@@ -161,7 +161,7 @@ class VReasonModel:
             if (request.metadata or {}).get("__padding_only__"):
                 continue  # a rank's filler copy of a document it already ran
             trace = by_doc.get(request.doc_id)
-            self._vreason_records.add(
+            self.vreason_records.add(
                 DocRecord(
                     task=request.task_name,
                     doc_id=int(request.doc_id),
@@ -175,7 +175,7 @@ class VReasonModel:
         return answers
 
     @staticmethod
-    def _tracked(request, seen: list):
+    def tracked_request(request, seen: list):
         """A copy of a chat request whose ``doc_to_messages`` notes the document it is called with."""
         ctx, doc_to_messages, gen_kwargs, doc_id, task, split = request.arguments
 
@@ -187,7 +187,7 @@ class VReasonModel:
         tracked.arguments = (ctx, noting, gen_kwargs, doc_id, task, split)
         return tracked
 
-    def _rows(self, group, seen: list) -> list[int]:
+    def batch_rows(self, group, seen: list) -> list[int]:
         """The doc ids of the batch rows, from the documents the upstream code built messages for, in order.
 
         Matched by the document, not by whose ``doc_to_messages`` was called: lmms-eval's ``huggingface``
@@ -214,7 +214,7 @@ class VReasonModel:
             f"{message}"
         )
         if not (request.metadata or {}).get("__padding_only__"):
-            self._vreason_records.add(
+            self.vreason_records.add(
                 DocRecord(
                     task=request.task_name,
                     doc_id=int(request.doc_id),
@@ -249,5 +249,5 @@ class VReasonModel:
             eval_logger.warning(
                 "V-Reason: no --output_path and no trace_dir=; per-document traces are not written"
             )
-        self.vreason_summary = self._vreason_records.finish(out_dir, self._vreason_stamp, self.rank)
+        self.vreason_summary = self.vreason_records.finish(out_dir, self._vreason_stamp, self.rank)
         return super().clean()

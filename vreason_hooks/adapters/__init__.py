@@ -11,6 +11,7 @@ from .registry import (
     builtin_spec_paths,
     find_adapter,
     get,
+    refresh,
     resolve,
     unwrap_model,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "find_adapter",
     "get",
     "load_spec",
+    "refresh",
     "resolve",
     "unwrap_model",
 ]

@@ -50,6 +50,12 @@ def _cached_available() -> tuple[AdapterSpec, ...]:
     return tuple([load_spec(p) for p in builtin_spec_paths()] + _plugin_specs())
 
 
+def refresh() -> None:
+    """Forget the specs read so far: the next lookup reads the shipped specs and the plugins' again (after a
+    plugin was installed or removed in a running process)."""
+    _cached_available.cache_clear()
+
+
 def available() -> list[AdapterSpec]:
     """Every adapter this installation knows: shipped specs first, then plugin specs."""
     return list(_cached_available())

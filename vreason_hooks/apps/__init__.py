@@ -2,6 +2,6 @@
 synthetic clips, plots, packaged assets, tiny test checkpoints, test builders and ``vreason doctor``.
 
 Imports go one way: these modules use :mod:`vreason_hooks` (the library); the library never imports from here
-(``tests/test_layout.py`` checks it). Their extra dependencies (rich, matplotlib) come with
+(``tests/unit/test_layout.py`` checks it). Their extra dependencies (rich, matplotlib) come with
 ``pip install 'vreason-hooks[cli]'``.
 """

@@ -228,7 +228,7 @@ def cmd_run(args) -> int:
             )
     with console.status("V-Reason …"):
         runs.append(videoqa.generate(vm, inputs, config, args.max_new_tokens, "V-Reason"))
-    _print_answers(console, runs, config)
+    print_answers(console, runs, config)
     traces = [r.trace for r in runs]
     if args.trace_out:
         console.print(f"traces: {save_traces(traces, args.trace_out)}")
@@ -239,7 +239,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _print_answers(console, runs, config) -> None:
+def print_answers(console, runs, config) -> None:
     from rich.markup import escape
     from rich.table import Table
 

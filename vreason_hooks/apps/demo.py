@@ -213,7 +213,7 @@ def run_demo(
 
     report = _report(results, config, max_new_tokens, load_seconds, time.perf_counter() - started)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
-    _print_summary(console, results, report, out_dir)
+    print_summary(console, results, report, out_dir)
     return report
 
 
@@ -295,7 +295,7 @@ def _settings(config: VReasonConfig) -> str:
     )
 
 
-def _totals(runs: list[Run]) -> dict:
+def totals(runs: list[Run]) -> dict:
     n = max(len(runs), 1)
     return {
         "correct": sum(r.correct for r in runs),
@@ -326,9 +326,8 @@ def _report(
         "number) "
         "equals the known answer",
         "vreason_config": config.model_dump(),
-        "baseline": _totals([r.baseline for r in results])
-        | {"config": "objective='none' (ΔV never updated)"},
-        "vreason": _totals([r.vreason for r in results]),
+        "baseline": totals([r.baseline for r in results]) | {"config": "objective='none' (ΔV never updated)"},
+        "vreason": totals([r.vreason for r in results]),
         "verdicts": {v: verdicts.count(v) for v in ("helped", "hurt", "both right", "both wrong")},
         "questions": [
             {
@@ -354,7 +353,7 @@ def _report(
     }
 
 
-def _print_summary(console, results: list[Result], report: dict, out_dir: Path) -> None:
+def print_summary(console, results: list[Result], report: dict, out_dir: Path) -> None:
     """The comparison as one table when the terminal is wide enough for it, else one block per question
     (an 80-column terminal would cut every cell of the table to a letter or two), then the totals."""
     from rich.measure import Measurement

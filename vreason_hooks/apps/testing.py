@@ -303,4 +303,4 @@ qwen_video_inputs = llava_video_inputs = make_inputs
 
 FAMILIES = {name: (functools.partial(build, name), make_inputs) for name in RECORDS}
 """Adapter name -> (build(attn=..., seed=...), make_inputs(model, batch=, pad=, seed=)): the test matrix
-(tests/test_matrix.py) runs every check over this table."""
+(tests/engine/test_matrix.py) runs every check over this table."""

@@ -149,4 +149,5 @@ FAMILIES: dict[str, TinyFamily] = {
     "llama": TinyFamily("LlamaForCausalLM", text_key=None),
     "qwen2": TinyFamily("Qwen2ForCausalLM", text_key=None),
 }  # fmt: skip
-"""Adapter name -> its tiny family. Every shipped adapter has one (``tests/test_matrix.py`` checks it)."""
+"""Adapter name -> its tiny family. Every shipped adapter has one (``tests/engine/test_matrix.py`` checks
+it)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "vreason_hooks"
 LIBRARY = sorted(p for p in PACKAGE.rglob("*.py") if "apps" not in p.relative_to(PACKAGE).parts)
 LIBRARY_DEPENDENCIES = {"torch", "transformers", "pydantic", "packaging", "yaml"}
@@ -150,7 +150,7 @@ SEAMS = {
     "transformers_seam": (TRANSFORMERS_INTERNALS, "vreason_hooks/transformers_seam.py"),
     "lmms_eval_seam": (LMMS_EVAL_INTERNALS, "integrations/vreason_lmms_eval/lmms_eval_seam.py"),
 }
-SEAM_TESTS = ("tests/test_transformers_seam.py", "tests/test_lmms_eval_seam.py")
+SEAM_TESTS = ("tests/engine/test_transformers_seam.py", "tests/integrations/test_lmms_eval_seam.py")
 """The seams' own tests exercise the internals directly (that is how they catch a move)."""
 
 

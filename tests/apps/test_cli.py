@@ -436,7 +436,7 @@ def test_model_output_is_printed_as_text_not_markup():
 
     text = "<think>[/think] [bold]x[/bold]</think><answer>[/answer]</answer>"
     console = Console(record=True, width=200)
-    cli._print_answers(
+    cli.print_answers(
         console, [Answer("V-Reason", text, "[/answer]", 5, 0.1, synthetic_trace(5))], VReasonConfig()
     )
     printed = console.export_text()

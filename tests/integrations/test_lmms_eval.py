@@ -120,11 +120,11 @@ def test_batch_rows_are_matched_by_document():
         SimpleNamespace(doc_id=i, arguments=("ctx", lambda doc: doc, {}, i, "t", "test")) for i in (2, 0, 1)
     ]
     seen = []
-    first = VReasonModel._tracked(group[0], seen)
+    first = VReasonModel.tracked_request(group[0], seen)
     for request in group:  # the huggingface pattern: the first request's doc_to_messages for every row
         first.arguments[1](docs[request.doc_id])
-    assert lm._rows(group, seen) == [2, 0, 1]
-    assert lm._rows(group, [{"q": "z"}]) == []  # not a document of the group: no guess
+    assert lm.batch_rows(group, seen) == [2, 0, 1]
+    assert lm.batch_rows(group, [{"q": "z"}]) == []  # not a document of the group: no guess
 
 
 def test_registered_through_the_entry_point():
@@ -643,7 +643,7 @@ def test_objective_none_answers_equal_upstream(tmp_path, case):
         lm.task_dict["vreason_synth"] = task.dataset
         answers[name] = [getattr(r, "text", r) for r in lm.generate_until(requests)]
     assert answers["ours"] == answers["upstream"] and all(a.strip() for a in answers["ours"])
-    records = ours._vreason_records.items
+    records = ours.vreason_records.items
     assert [r.doc_id for r in records] == [0, 1, 2]
     assert all(r.output_tokens == NEW_TOKENS and r.trace["update_steps"] == [] for r in records)
     assert records[0].trace["adapter"] == family
@@ -681,7 +681,7 @@ def test_batched_documents_get_their_own_traces(tmp_path, family, cls):
     lm.task_dict["vreason_synth"] = task.dataset
     answers = lm.generate_until(requests)
     assert len(answers) == 3 and lm.vreason.traces == []  # popped into the records
-    records = {r.doc_id: r for r in lm._vreason_records.items}
+    records = {r.doc_id: r for r in lm.vreason_records.items}
     assert sorted(records) == [0, 1, 2] and all(r.trace is not None for r in records.values())
     kwargs = task.lmms_eval_specific_kwargs
     length = {i: len(lm.tokenizer(doc_to_text(task.dataset["test"][i], kwargs))["input_ids"]) for i in (0, 1)}

@@ -35,11 +35,11 @@ def _render(width: int) -> str:
     console = Console(file=buffer, width=width, color_system=None, legacy_windows=False)
     results = _results()
     report = {
-        "baseline": demo._totals([r.baseline for r in results]),
-        "vreason": demo._totals([r.vreason for r in results]),
+        "baseline": demo.totals([r.baseline for r in results]),
+        "vreason": demo.totals([r.vreason for r in results]),
         "verdicts": {"helped": 0, "hurt": 1, "both right": 1, "both wrong": 1},
     }
-    demo._print_summary(console, results, report, Path("out"))
+    demo.print_summary(console, results, report, Path("out"))
     return buffer.getvalue()
 
 

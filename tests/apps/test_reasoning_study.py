@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from scipy import stats as scipy_stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import reasoning
 from reasoning_study import prompting, report, runner, stats, study, tasks, variants
@@ -102,7 +102,7 @@ def test_sweep_names_round_trip_to_their_grid_point():
     grid = [(5e-5, 4), (0.03, 4), (3e-3, 1)]
     sweep = variants.sweep_variants(grid)
     assert sweep[0].is_baseline
-    assert [study._grid_point(v.name) for v in sweep[1:]] == grid
+    assert [study.grid_point(v.name) for v in sweep[1:]] == grid
     assert [(v.config.lr, v.config.step_interval) for v in sweep[1:]] == grid
 
 
