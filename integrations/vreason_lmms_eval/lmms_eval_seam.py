@@ -2,8 +2,8 @@
 
 What the integration reads from lmms-eval beyond its model API: locals of ``simple_evaluate`` found through
 the calling frames (the pending ``TaskManager`` and the run's ``datetime_str``), the ``TaskManager``'s
-``model_name``, the helpers that derive the output folder's model name, ``qwen3_vl``'s class resolver, and the
-module
+``model_name``, the helpers that derive the output folder's model name, ``qwen3_vl``'s class resolver, the
+``TaskManager``'s index of task names, and the module
 ``filelock._api`` that ``simple_evaluate`` imports. ``tests/test_lmms_eval_seam.py`` fails when one moves.
 
 Known moves:
@@ -99,6 +99,22 @@ def qwen3_model_class(pretrained: str, is_moe: bool):
     from lmms_eval.models.simple.qwen3_vl import _resolve_model_class
 
     return _resolve_model_class(pretrained, is_moe=is_moe)[0]
+
+
+def known_task_names(include_path: str | None = None) -> set[str]:
+    """Every task, group and tag name ``lmms-eval --tasks`` accepts, with the tasks under ``include_path``.
+
+    lmms-eval's ``TaskManager`` indexes about two thousand YAMLs (seconds) and logs each one it cannot read
+    at DEBUG level; that chatter is muted while it runs.
+    """
+    from lmms_eval.tasks import TaskManager
+
+    eval_logger.disable("lmms_eval")
+    try:
+        manager = TaskManager("ERROR", include_path=include_path)
+    finally:
+        eval_logger.enable("lmms_eval")
+    return set(manager.all_tasks)
 
 
 # ---------------------------------------------------------------------------------------------- filelock
