@@ -45,6 +45,8 @@ def _settings(args):
         prune_at=args.prune_at,
         prune_scope=scope,
     )
+    if args.trace_figures < 0:
+        raise CliError(f"--trace-figures {args.trace_figures}: give 0 or more documents per benchmark")
     if config.objective == "none":
         raise CliError("--config: objective=none leaves nothing for the vreason and lite variants to do")
     ckpt = checks.checkpoint(args.model)
