@@ -477,3 +477,18 @@ def test_other_settings_in_the_same_out_are_refused(e2e):
         "runs/vreason/vreason_synth was run with other settings (lr: 0.0003 then, 0.0005 now)"
         in conflict.stderr
     )
+
+
+def test_the_papers_checkpoint_is_known_by_its_family_and_shapes(tiny):
+    from vreason_hooks.apps.reproduction.checks import Checkpoint, checkpoint
+
+    ours = checkpoint(str(tiny)).describe()
+    assert (ours["tiny"], ours["paper"], ours["lmms_model"], ours["hidden_size"]) == (
+        True,
+        False,
+        "vreason_qwen2_5_vl",
+        64,
+    )
+    seven_b = Checkpoint("/m/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl", 3584, 28, "vreason_qwen2_5_vl")
+    assert seven_b.paper and not seven_b.tiny
+    assert not Checkpoint("/m/Qwen3-VL-8B", "qwen3_vl", 4096, 36, "vreason_qwen3_vl").paper

@@ -19,8 +19,9 @@ from .plan import PROFILES, VARIANTS
 
 FORBIDDEN_IN_MODEL_ARGS = ",\"'{}[]"
 """lmms-eval splits ``--model_args`` on commas and keeps quoted or bracketed runs together."""
-PAPER_SHAPES = ("qwen2_5_vl", 3584, 28)
-"""model_type, hidden size and layers of Qwen2.5-VL-7B, the paper's checkpoint."""
+PAPER_SHAPES = ("vreason_qwen2_5_vl", 3584, 28)
+"""The lmms-eval model of its family (families are named in adapter specs only), hidden size and layers of
+Qwen2.5-VL-7B, the paper's checkpoint."""
 TINY_HIDDEN = 512
 
 
@@ -106,7 +107,7 @@ class Checkpoint:
 
     @property
     def paper(self) -> bool:
-        return (self.model_type, self.hidden_size, self.layers) == PAPER_SHAPES
+        return (self.lmms_model, self.hidden_size, self.layers) == PAPER_SHAPES
 
     @property
     def tiny(self) -> bool:
