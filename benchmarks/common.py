@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import torch
@@ -49,3 +52,34 @@ def reset_peak() -> float:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     return status_mb("VmRSS")
+
+
+class StepClock:
+    """Logits processor that timestamps every decode step (``sync``, e.g. ``torch.cuda.synchronize``, runs
+    first, so that a GPU's queued work is counted in the step that queued it)."""
+
+    def __init__(self, sync: Callable[[], None] | None = None):
+        self.stamps: list[float] = []
+        self.sync = sync
+
+    def __call__(self, input_ids, scores):
+        if self.sync is not None:
+            self.sync()
+        self.stamps.append(time.perf_counter())
+        return scores
+
+    def per_token(self) -> float:
+        """Seconds per decode step, prefill excluded (first stamp = after the prefill forward)."""
+        return (self.stamps[-1] - self.stamps[0]) / (len(self.stamps) - 1)
+
+
+def exact_tokens(model, new_tokens: int, **fields) -> dict:
+    """``generate`` kwargs for exactly ``new_tokens`` greedy tokens: EOS is switched off in a copy of the
+    generation config (not with min_new_tokens, whose vocabulary-sized masking would add the same cost to
+    every variant). ``fields``: more generation-config fields (set on the copy: transformers deprecates
+    passing them beside a ``generation_config``)."""
+    config = copy.deepcopy(model.generation_config)
+    config.eos_token_id, config.max_new_tokens, config.do_sample = None, new_tokens, False
+    for key, value in fields.items():
+        setattr(config, key, value)
+    return dict(generation_config=config)

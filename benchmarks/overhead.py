@@ -13,17 +13,17 @@ The exact extra state of V-Reason (original span values, ΔV, two AdamW moments)
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
 from common import (  # benchmarks/common.py (scripts run from benchmarks/ or the repo root)
     CHILD_ENV,
+    StepClock,
+    exact_tokens,
     publish,
     reset_peak,
     status_mb,
@@ -77,27 +77,9 @@ def build(workload: str):
     return model, inputs, int((inputs["input_ids"] == T.VIDEO_TOKEN).sum())
 
 
-class StepClock:
-    """Logits processor that timestamps every decode step."""
-
-    def __init__(self):
-        self.stamps: list[float] = []
-
-    def __call__(self, input_ids, scores):
-        self.stamps.append(time.perf_counter())
-        return scores
-
-    def per_token(self) -> float:
-        """Seconds per decode step, prefill excluded (first stamp = after the prefill forward)."""
-        return (self.stamps[-1] - self.stamps[0]) / (len(self.stamps) - 1)
-
-
 def generate_kwargs(model) -> dict:
-    """Exactly NEW_TOKENS greedy tokens: EOS is switched off in a copy of the generation config (not with
-    min_new_tokens, whose vocabulary-sized masking would add the same cost to both variants)."""
-    config = copy.deepcopy(model.generation_config)
-    config.eos_token_id, config.max_new_tokens, config.do_sample = None, NEW_TOKENS, False
-    return dict(generation_config=config)
+    """Exactly NEW_TOKENS greedy tokens (see :func:`common.exact_tokens`)."""
+    return exact_tokens(model, NEW_TOKENS)
 
 
 def decode_time(model, inputs, config) -> float:

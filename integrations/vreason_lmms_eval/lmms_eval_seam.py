@@ -2,10 +2,10 @@
 
 What the integration reads from lmms-eval beyond its model API: locals of ``simple_evaluate`` found through
 the calling frames (the pending ``TaskManager`` and the run's ``datetime_str``), the ``TaskManager``'s
-``model_name``, the helpers that derive the output folder's model name, ``qwen3_vl``'s class resolver, and the
-module ``filelock._api`` that ``simple_evaluate`` imports. ``tests/integrations/test_lmms_eval_seam.py``
-fails when one
-moves.
+``model_name`` and its index of task names, the helpers that derive the output folder's model name,
+``qwen3_vl``'s class resolver, the private attributes a wrapper's ``__init__`` stores for its properties, and
+the module ``filelock._api`` that ``simple_evaluate`` imports. ``tests/integrations/test_lmms_eval_seam.py``
+fails when one moves.
 
 Known moves:
 
@@ -126,6 +126,22 @@ def set_wrapper_state(wrapper, **state) -> None:
         raise KeyError(f"lmms_eval_seam.set_wrapper_state: no wrapper field {sorted(unknown)}")
     for key, value in state.items():
         setattr(wrapper, WRAPPER_FIELDS[key], value)
+
+
+def known_task_names(include_path: str | None = None) -> set[str]:
+    """Every task, group and tag name ``lmms-eval --tasks`` accepts, with the tasks under ``include_path``.
+
+    lmms-eval's ``TaskManager`` indexes about two thousand YAMLs (seconds) and logs each one it cannot read
+    at DEBUG level; that chatter is muted while it runs.
+    """
+    from lmms_eval.tasks import TaskManager
+
+    eval_logger.disable("lmms_eval")
+    try:
+        manager = TaskManager("ERROR", include_path=include_path)
+    finally:
+        eval_logger.enable("lmms_eval")
+    return set(manager.all_tasks)
 
 
 # ---------------------------------------------------------------------------------------------- filelock

@@ -7,8 +7,8 @@ with the run's timestamp like lmms-eval's own results and samples files:
 * ``<stamp>_vreason_traces_<task>.jsonl``: one line per document, sorted by ``doc_id``:
   ``{"task", "doc_id", "rank", "failed", "error", "output_tokens", "time_s", "generate_s", "peak_step",
   "num_updates", "trace": Trace.to_dict()}`` (``trace`` is ``null`` for a failed document);
-* ``<stamp>_vreason_summary.json``: see :func:`summarise`.
-"""
+* ``<stamp>_vreason_summary.json``: see :func:`summarise`, plus ``peak_memory`` (:func:`peak_memory` of every
+  rank, gathered)."""
 
 from __future__ import annotations
 
@@ -70,21 +70,26 @@ class Records:
 
     def gather(self) -> list[dict[str, Any]]:
         """Every rank's records on rank 0 (others get ``[]``); the same list in a single process."""
-        import torch.distributed as dist
+        return [r for part in _gather_objects([r.to_dict() for r in self.items]) for r in part]
 
-        mine = [r.to_dict() for r in self.items]
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return mine
-        everyone: list = [None] * dist.get_world_size()
-        dist.all_gather_object(everyone, mine)  # every rank must call this (lm.clean runs on all ranks)
-        return [r for part in everyone for r in part] if dist.get_rank() == 0 else []
+    def finish(
+        self, out_dir: Path | None, stamp: str, rank: int, memory: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Gather, then on rank 0 write the JSONL files and the summary and log the summary.
 
-    def finish(self, out_dir: Path | None, stamp: str, rank: int) -> dict[str, Any] | None:
-        """Gather, then on rank 0 write the JSONL files and the summary and log the summary."""
+        ``memory``: this rank's :func:`peak_memory`; the summary's ``peak_memory`` holds every rank's.
+        """
         records = sorted(self.gather(), key=lambda r: (r["task"], r["doc_id"]))
+        memories = _gather_objects(memory) if memory is not None else []
         if rank != 0:
             return None
         summary = summarise(records, self.model, self.config)
+        if memories:
+            summary["peak_memory"] = {
+                "kind": memories[0]["kind"],
+                "max_mb": max(m["mb"] for m in memories),
+                "per_rank_mb": [m["mb"] for m in memories],
+            }
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             files = {}
@@ -99,6 +104,37 @@ class Records:
             eval_logger.info(f"V-Reason: traces and summary written to {out_dir}")
         log_summary(summary)
         return summary
+
+
+def _gather_objects(mine) -> list:
+    """``[rank 0's, rank 1's, ...]`` on rank 0 (``[]`` on the others); ``[mine]`` in a single process.
+
+    Every rank must call it (``lm.clean`` runs on all ranks)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [mine]
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    return everyone if dist.get_rank() == 0 else []
+
+
+def peak_memory(devices) -> dict[str, Any]:
+    """This process's peak memory in MiB since it started, for comparing variants of one run.
+
+    On CUDA: ``torch.cuda.max_memory_allocated`` summed over the CUDA ``devices`` the model sits on (tensors
+    only, as the paper's GPU figures are); otherwise the process's resident-set high-water mark
+    (``ru_maxrss``: model, inputs, Python and libraries).
+    """
+    import resource
+
+    import torch
+
+    cuda = sorted({d.index or 0 for d in map(torch.device, devices) if d.type == "cuda"})
+    if cuda and torch.cuda.is_initialized():
+        mb = sum(torch.cuda.max_memory_allocated(i) for i in cuda) / 2**20
+        return {"kind": "cuda_max_allocated", "mb": mb}
+    return {"kind": "rss_peak", "mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _mean(values: list) -> float | None:

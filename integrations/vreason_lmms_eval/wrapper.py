@@ -28,7 +28,7 @@ from vreason_hooks.errors import NoAdapterError
 
 from .cli_context import rename_pending_task_manager, run_stamp
 from .model_args import IntegrationOptions, split_model_args
-from .records import DocRecord, Records, cli_output_dir
+from .records import DocRecord, Records, cli_output_dir, peak_memory
 
 
 def upstream_arguments(cls) -> dict:
@@ -249,5 +249,6 @@ class VReasonModel:
             eval_logger.warning(
                 "V-Reason: no --output_path and no trace_dir=; per-document traces are not written"
             )
-        self.vreason_summary = self.vreason_records.finish(out_dir, self._vreason_stamp, self.rank)
+        memory = peak_memory({p.device for p in self.model.parameters()})
+        self.vreason_summary = self.vreason_records.finish(out_dir, self._vreason_stamp, self.rank, memory)
         return super().clean()

@@ -520,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
         "and a self-test on a tiny model (offline, about ten seconds). Exit 1 on a failure.",
     )
     p.set_defaults(func=cmd_doctor)
+
+    from .reproduce import add_parser as add_reproduce  # its own module: registers `vreason reproduce`
+
+    add_reproduce(sub, common)
     return parser
 
 
