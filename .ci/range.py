@@ -26,6 +26,8 @@ CORE_TESTS = [
     "tests/unit/test_controller.py",
     "tests/engine/test_generate_features.py",
     "tests/engine/test_lite.py",
+    "tests/engine/test_lite_prefill.py",
+    "tests/engine/test_hybrid_layers.py",
 ]
 
 

@@ -23,18 +23,20 @@ def decoder_layers(model):
     return model.get_submodule(resolve(model).spec.modules.decoder_layers)
 
 
-def generate_masked(model, inputs: dict, dropped_per_layer, **gen):
+def generate_masked(model, inputs: dict, dropped_per_layer, layers=None, **gen):
     """Plain ``generate`` on the full cache with ``dropped_per_layer[layer][b]`` masked from the first decode
     step.
 
     Args:
         dropped_per_layer: per decoder layer, per sequence, the positions to hide (a pruned layout's
-        ``dropped``)."""
+        ``dropped``). layers: the decoder layers (default: found through the model's adapter spec)."""
     handles = []
-    for index, layer in enumerate(decoder_layers(model)):
+    for index, layer in enumerate(decoder_layers(model) if layers is None else layers):
 
         def pre(module, args, kwargs, index=index):
             mask = kwargs["attention_mask"]
+            if not any(len(p) for p in dropped_per_layer[index]):  # a layer Lite left alone
+                return None
             if mask.shape[-2] != 1:  # the prefill itself is not pruned
                 return None
             mask = mask.clone()

@@ -22,6 +22,11 @@ class SpecError(VReasonError, ValueError):
     """An adapter spec file is invalid (the message names the file and the key)."""
 
 
+class UnsupportedModelError(VReasonError, ValueError):
+    """A model V-Reason cannot run on (its controlled layer keeps no per-token values, or the installed
+    transformers predates its classes); the message names the layer and its kind, or the release needed."""
+
+
 class AlreadyAttachedError(VReasonError, RuntimeError):
     """``attach`` was called on a model that already has a V-Reason session."""
 

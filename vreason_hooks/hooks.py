@@ -69,8 +69,8 @@ class TokenFlow:
         self.generating_thread: int | None = None
         # Resolved once: a signature V-Reason does not know is refused here, not discovered as a silent no-op.
         self.model_keyword = transformers_seam.cache_keyword(self.model)
-        self.layer_keyword = transformers_seam.cache_keyword(adapter.last_layer)
-        modules = (adapter.last_layer, adapter.final_norm, adapter.lm_head)
+        self.layer_keyword = transformers_seam.cache_keyword(adapter.controlled_layer)
+        modules = adapter.graph_modules
         self._graph_parameters = list({id(p): p for m in modules for p in m.parameters()}.values())
 
     # ------------------------------------------------------------------ a generate call

@@ -95,14 +95,17 @@ class PrunedLayout:
     """Where every original cache column of a prefill batch went after pruning.
 
     ``source[l][b, j]`` is the original column held by slot ``j`` of row ``b`` in cache layer ``l``
-    (``-1``: filler). All layers of a batch share the same count per row, hence the same length ``L'``,
-    the same filler slots and the same attention mask.
+    (``-1``: filler). All pruned layers of a batch share the same count per row, hence the same length
+    ``L'``, the same filler slots and the same attention mask. Layers Lite leaves alone (``source[l] is
+    None``: sliding windows, recurrent states, layers with no cache) keep original coordinates; when some of
+    them attend (sliding windows), each layer type gets its own mask.
     """
 
     original_length: int
     """``L``: the cache length right after prefill, before pruning (original coordinates)."""
-    source: list[torch.Tensor]
-    """Per cache layer, ``(batch, L')`` LongTensor: original column of each slot, ``-1`` for filler."""
+    source: list[torch.Tensor | None]
+    """Per cache layer, ``(batch, L')`` LongTensor: original column of each slot, ``-1`` for filler
+    (``None``: a layer Lite left alone)."""
     dropped: list[list[torch.Tensor]]
     """Per cache layer, per sequence: the dropped original positions (sorted)."""
     kept_span: list[torch.Tensor]
@@ -110,11 +113,25 @@ class PrunedLayout:
     control_layer: int
     needs_mask: bool
     """Whether some row has filler slots (rows dropped different counts): a mask is then always needed."""
+    mixed: bool = False
+    """Whether attention layers Lite left alone (sliding windows) sit beside pruned ones: the layer types
+    then get separate masks (pruned layout / original coordinates)."""
 
     @property
     def length(self) -> int:
-        """``L'``: the cache length right after pruning."""
-        return int(self.source[0].shape[1])
+        """``L'``: the controlled (pruned) layer's length right after pruning."""
+        return int(self._control_source().shape[1])
+
+    def _control_source(self) -> torch.Tensor:
+        source = self.source[self.control_layer]
+        if source is None:  # the controlled layer is full attention: Lite always lays it out
+            raise UpstreamError("V-Reason Lite: the controlled layer has no pruned layout")
+        return source
+
+    @property
+    def pruned_layers(self) -> list[int]:
+        """The cache layers Lite laid out (the full-attention ones)."""
+        return [i for i, s in enumerate(self.source) if s is not None]
 
     @property
     def pruned(self) -> list[list[int]]:
@@ -124,7 +141,7 @@ class PrunedLayout:
     def map_attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """Map a 2-D mask in original coordinates ``(batch, L + t)`` to the pruned layout ``(batch, L' +
         t)``."""
-        source = self.source[self.control_layer].to(mask.device)
+        source = self._control_source().to(mask.device)
         head = torch.gather(mask[:, : self.original_length], 1, source.clamp_min(0))
         head = head.masked_fill(source < 0, 0)
         return torch.cat([head, mask[:, self.original_length :]], dim=1)
@@ -142,7 +159,7 @@ class PrunedLayout:
                 "V-Reason Lite cannot run a model that takes `cache_position` (remote-code models): its "
                 "positions would follow the pruned cache length; use lite=False"
             )
-        generated = transformers_seam.cache_length(cache) - self.length
+        generated = transformers_seam.layer_length(cache, self.control_layer) - self.length
         if generated < 0:
             raise UnsupportedSettingError(
                 "V-Reason Lite: the cache is shorter than the pruned prefill; do not crop or reuse a pruned "
@@ -156,13 +173,27 @@ class PrunedLayout:
         mask = kwargs.get("attention_mask")
         if mask is None and self.needs_mask:
             mask = torch.ones((batch, total), dtype=torch.long, device=tokens.device)
-        if mask is not None:
-            _check_original_mask(mask, total)
-            kwargs["attention_mask"] = self.map_attention_mask(mask)
         if kwargs.get("position_ids") is None:
             past = self.original_length + generated
             kwargs["position_ids"] = spec.decode_positions(model, past, new, batch, tokens.device)
+        if mask is not None:
+            _check_original_mask(mask, total)
+            kwargs["attention_mask"] = self._decode_mask(mask, kwargs["position_ids"], cache, model, new)
         return kwargs
+
+    def _decode_mask(
+        self, mask: torch.Tensor, positions: torch.Tensor, cache: Cache, model: nn.Module, new: int
+    ) -> torch.Tensor | dict:
+        """The mapped 2-D mask, or with :attr:`mixed` layer types one prepared mask per type: the pruned
+        types' from the mapped mask, the others' from the original one."""
+        mapped = self.map_attention_mask(mask)
+        if not self.mixed:
+            return mapped
+        # A type holds either full-attention layers (all pruned) or windows / states / sharers of the type's
+        # producer (KV-sharing layers read a producer of their own type), so one mask per type fits all.
+        types = transformers_seam.layer_types(model.config) or []
+        pruned = {types[i] for i in self.pruned_layers if i < len(types)}
+        return transformers_seam.masks_by_layer_type(model, mapped, mask, cache, positions, pruned, new)
 
 
 def _check_original_mask(mask: object, total: int) -> None:
@@ -174,11 +205,21 @@ def _check_original_mask(mask: object, total: int) -> None:
         )
 
 
-def check_prunable(cache: Cache, indices: list[int] | None = None) -> None:
-    """Refuse caches Lite cannot shrink safely: anything but plain full-attention layers at ``indices``."""
-    transformers_seam.check_dynamic_cache(
-        cache, indices, needed_by="V-Reason Lite (every layer)", remedy=": use lite=False"
-    )
+def prunable_layers(cache: Cache) -> list[int]:
+    """The cache layers Lite prunes: the full-attention ones (per-token keys and values). Sliding windows
+    (bounded already, and the video leaves them anyway), recurrent states (fixed size; the pruned tokens still
+    shaped them) and layers with no cache of their own are left alone; a cache holding layers Lite cannot
+    shrink or leave (static, quantized, offloaded, indexed, linear + full hybrids) is refused."""
+    kinds = transformers_seam.cache_layer_kinds(cache)
+    bad = sorted({k.name for k in kinds if k.tokens and not (k.plain or (k.window and not k.recurrent))})
+    if not transformers_seam.is_dynamic_cache(cache) or bad or not kinds:
+        raise UnsupportedSettingError(
+            "V-Reason Lite needs a DynamicCache whose layers are full attention, sliding windows, recurrent "
+            f"states or shared; got {type(cache).__name__}"
+            + (f" with {', '.join(bad)}" if bad else "")
+            + ". Static, quantized, offloaded and indexed caches are not supported: use lite=False"
+        )
+    return [i for i, kind in enumerate(kinds) if kind.plain]
 
 
 def _check_fresh(length: int, prompt_length: int) -> None:
@@ -284,26 +325,24 @@ class LitePruner:
             )
         if cache is None:
             raise UnsupportedSettingError("V-Reason Lite prunes the KV cache: generate with use_cache=True")
-        if (
-            not self.sources
-        ):  # first layer of this prefill: refuse a cache Lite cannot shrink before touching it
-            check_prunable(cache)
+        if index not in prunable_layers(cache):  # refused before any layer is touched; windows etc. stay
+            return
         self._apply(cache, index, self._plan(cache, index))
 
     @torch.no_grad()
     def layout(self, cache: Cache) -> PrunedLayout:
         """Prune the layers not pruned yet (all of them after the prefill), then the layout of the cache."""
-        check_prunable(cache)
+        prunable = prunable_layers(cache)
         count = len(transformers_seam.cache_layers(cache))
         if self.drops:
-            if self.during_prefill and set(self.sources) != set(range(count)):
-                missing = sorted(set(range(count)) - set(self.sources))
+            if self.during_prefill and set(self.sources) != set(prunable):
+                missing = sorted(set(prunable) - set(self.sources))
                 raise UpstreamError(
                     f"V-Reason Lite prune_at='prefill': cache layers {missing} were written by no hooked "
                     f"decoder layer; use prune_at='after_prefill'; {transformers_seam.version_note()}"
                 )
             shared = self._shared_choice(cache)
-            plans = {i: self._plan(cache, i, shared) for i in range(count) if i not in self.sources}
+            plans = {i: self._plan(cache, i, shared) for i in prunable if i not in self.sources}
             for index, plan in plans.items():  # every plan passed its checks: now the cache changes
                 self._apply(cache, index, plan)
         return self._result(cache, count)
@@ -345,16 +384,19 @@ class LitePruner:
 
     def _result(self, cache: Cache, count: int) -> PrunedLayout:
         device = transformers_seam.layer_tensors(cache, self.control_layer)[0].device
+        nothing = [s[:0] for s in self.spans]
+        identity = torch.arange(self.length, device=device).expand(len(self.spans), self.length)
         if not self.drops:  # nothing to drop: the cache was never touched, output bit for bit
-            identity = torch.arange(self.length, device=device).expand(len(self.spans), self.length)
-            sources, dropped = [identity] * count, [[s[:0] for s in self.spans]] * count
+            sources: list[torch.Tensor | None] = [identity] * count
+            dropped = [nothing] * count
         else:
-            sources = [self.sources[i] for i in range(count)]
-            dropped = [self.dropped[i] for i in range(count)]
-        kept_span = _kept_span(sources[self.control_layer], self.spans)
+            sources = [self.sources.get(i) for i in range(count)]
+            dropped = [self.dropped.get(i, nothing) for i in range(count)]
+        mixed = self.drops and any(kind.window for kind in transformers_seam.cache_layer_kinds(cache))
+        kept_span = _kept_span(self.sources.get(self.control_layer, identity), self.spans)
         needs_mask = len(set(self.counts)) > 1
         return PrunedLayout(
-            self.length, sources, dropped, kept_span, self.control_layer, needs_mask=needs_mask
+            self.length, sources, dropped, kept_span, self.control_layer, needs_mask=needs_mask, mixed=mixed
         )
 
 

@@ -85,7 +85,9 @@ class Session:
             self._handles = [
                 self.model.register_forward_pre_hook(flow.before_model, with_kwargs=True),
                 self.model.register_forward_hook(flow.after_model, with_kwargs=True),
-                adapter.last_layer.register_forward_pre_hook(flow.before_controlled_layer, with_kwargs=True),
+                adapter.controlled_layer.register_forward_pre_hook(
+                    flow.before_controlled_layer, with_kwargs=True
+                ),
             ]
             if (
                 self.config.lite and self.config.prune_at == "prefill"
@@ -165,7 +167,9 @@ class Session:
         if self._flow.thread.paused:
             return original(*args, **kwargs)
         settings = transformers_seam.generation_settings(self.model, original, args, kwargs)
-        guards.check_generation_settings(settings, self.adapter.last_layer, self.adapter.cache_layer_index)
+        guards.check_generation_settings(
+            settings, self.adapter.controlled_layer, self.adapter.cache_layer_index
+        )
         with self._generate_lock, self._flow.generate_call(settings) as traces:
             # one controlled generate at a time: the hooks and the cache edits are shared
             output = original(*args, **kwargs)

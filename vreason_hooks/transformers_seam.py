@@ -303,6 +303,39 @@ def replace_cache_layer(cache: Cache, index: int, layer: CacheLayer) -> None:
     cache.layers[index] = layer
 
 
+def masks_by_layer_type(
+    model: Any, mapped: Any, original: Any, cache: Cache, positions: Any, pruned_types: set[str], new: int
+) -> dict:
+    """One prepared attention mask per layer type of ``model`` for a decode step of ``new`` tokens, the way
+    the model builds them (``masking_utils.create_masks_for_generate``): the ``pruned_types`` from the 2-D
+    ``mapped`` mask ``(batch, L' + t)``, the other types from the ``original`` one ``(batch, L + t)``. The
+    models with per-type layers (``layer_types``) take this dict as ``attention_mask``."""
+    import torch
+    from transformers.masking_utils import create_masks_for_generate
+
+    embeds = torch.empty(
+        mapped.shape[0], new, 1, dtype=model.dtype, device=mapped.device
+    )  # shape, dtype only
+    plain = (
+        positions if positions.dim() == 2 else positions[0]
+    )  # M-RoPE rows: the temporal row is the plain one
+    by_pruned = create_masks_for_generate(model.config, embeds, mapped, cache, plain)
+    by_original = create_masks_for_generate(model.config, embeds, original, cache, plain)
+    if not (isinstance(by_pruned, dict) and isinstance(by_original, dict)):
+        raise UpstreamError(
+            f"{type(model).__name__}: transformers built no per-layer-type masks for a cache with "
+            "sliding-window layers beside pruned ones; V-Reason Lite cannot mask it: use lite=False; "
+            f"{version_note()}"
+        )
+    return {kind: (by_pruned if kind in pruned_types else by_original)[kind] for kind in by_pruned}
+
+
+def layer_length(cache: Cache, index: int) -> int:
+    """Tokens held by cache layer ``index`` (``Cache.get_seq_length`` reads the first layer, which in a hybrid
+    cache may be a sliding window counting original positions)."""
+    return int(cache.get_seq_length(index))
+
+
 def layer_tensors(cache: Cache, index: int) -> tuple[Any, Any]:
     """``(keys, values)`` of cache layer ``index``, each ``(batch, num_kv_heads, seq_len, head_dim)``."""
     layer = cache.layers[index]
@@ -327,16 +360,103 @@ def set_layer_tensors(cache: Cache, index: int, keys: Any, values: Any) -> None:
     layer.keys, layer.values = keys, values
 
 
+@dataclass(frozen=True)
+class LayerKind:
+    """What one cache layer holds, asked of the layer object the way transformers' caches ask it
+    (``is_sliding``, its linear-attention / dummy / indexed class)."""
+
+    name: str
+    """The layer's class name."""
+    tokens: bool
+    """Keeps keys and values of every position it saw: V-Reason can control it and Lite can prune it."""
+    window: bool = False
+    """Keeps only the last tokens of a sliding window (``DynamicSlidingWindowLayer``)."""
+    recurrent: bool = False
+    """Holds a fixed-size recurrent / convolution state (linear attention, Mamba, short conv)."""
+    shared: bool = False
+    """Stores nothing: the layer reuses another layer's keys and values (KV sharing) or has no attention."""
+    indexed: bool = False
+    """Sparse indexed attention: an indexer's own keys choose which cached keys a query reads."""
+    quantized: bool = False
+    """Stores quantized or fixed-size (static) tensors that cannot be edited in place."""
+
+    @property
+    def plain(self) -> bool:
+        """Full attention over per-token keys and values, nothing else: what V-Reason edits and Lite
+        prunes."""
+        return self.tokens and not (self.window or self.recurrent or self.indexed or self.quantized)
+
+    def describe(self) -> str:
+        """``full attention``, ``sliding-window attention``, ``linear attention (recurrent state)``, ..."""
+        if self.shared:
+            return (
+                "no cache of its own: it reuses another layer's keys and values or has no attention "
+                f"({self.name})"
+            )
+        parts = [
+            label
+            for flag, label in (
+                (self.recurrent, "recurrent state (linear attention / SSM / conv)"),
+                (self.window, "sliding-window attention"),
+                (self.indexed, "indexed sparse attention"),
+                (self.quantized, "quantized or static tensors"),
+            )
+            if flag
+        ]
+        return f"{' + '.join(parts) if parts else 'full attention'} ({self.name})"
+
+
+def layer_kind(layer: CacheLayer) -> LayerKind:
+    """The :class:`LayerKind` of one cache layer object."""
+    from transformers import cache_utils as cu
+
+    name = type(layer).__name__
+    if isinstance(layer, cu.DummyLayer):
+        return LayerKind(name, tokens=False, shared=True)
+    recurrent = isinstance(layer, cu.LinearAttentionCacheLayerMixin)
+    tokens = isinstance(layer, cu.CacheLayerMixin)
+    return LayerKind(
+        name,
+        tokens=tokens,
+        window=bool(getattr(layer, "is_sliding", False)),
+        recurrent=recurrent,
+        indexed=isinstance(layer, (cu.DynamicIndexedLayer, cu.StaticIndexedLayer)),
+        quantized=(tokens and not isinstance(layer, cu.DynamicLayer))
+        or isinstance(layer, cu.BaseQuantizedLayer),
+    )
+
+
+def cache_layer_kinds(cache: Cache) -> list[LayerKind]:
+    """The :class:`LayerKind` of every layer of ``cache``."""
+    return [layer_kind(layer) for layer in cache_layers(cache)]
+
+
+def config_layer_kinds(config: ModelConfig) -> list[LayerKind]:
+    """The kinds of the cache layers ``generate`` will build for a model of ``config`` (an empty
+    ``DynamicCache(config=...)``, which allocates nothing); ``[]`` when the config names no layer layout
+    (every layer is then full attention, created as it is first written)."""
+    from transformers import DynamicCache
+
+    return cache_layer_kinds(DynamicCache(config=config))
+
+
+def layer_types(config: ModelConfig) -> list[str] | None:
+    """The text config's ``layer_types`` (``full_attention``, ``sliding_attention``, ...), if it names
+    them."""
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    types = getattr(text, "layer_types", None)
+    return list(types) if types else None
+
+
 def unsupported_cache_layers(cache: Cache, indices: list[int] | None = None) -> list[str]:
-    """Names of the layer classes of ``cache`` that are not plain full-attention ``DynamicLayer``s.
+    """Names of the layer classes of ``cache`` that are not plain full-attention layers
+    (:attr:`LayerKind.plain`).
 
     ``indices``: the layers to look at (default: all). An empty list means every one is plain.
     """
-    from transformers.cache_utils import DynamicLayer
-
-    layers = cache_layers(cache)
-    chosen = range(len(layers)) if indices is None else [i for i in indices if i < len(layers)]
-    return sorted({type(layers[i]).__name__ for i in chosen if type(layers[i]) is not DynamicLayer})
+    kinds = cache_layer_kinds(cache)
+    chosen = range(len(kinds)) if indices is None else [i for i in indices if i < len(kinds)]
+    return sorted({kinds[i].name for i in chosen if not kinds[i].plain})
 
 
 def is_dynamic_cache(cache: Cache) -> bool:

@@ -339,9 +339,9 @@ def test_sliding_window_caches_are_refused():
         layer_types=["sliding_attention"] * 2,
     )
     model = Qwen2ForCausalLM(config).eval()
-    with vreason.attach(model, vreason.VReasonConfig(lite=True)):
-        with pytest.raises(UnsupportedSettingError, match="Sliding-window"):
-            model.generate(**T.text_inputs(), max_new_tokens=2, do_sample=False, pad_token_id=0)
+    # The controlled (last) layer is a sliding window: refused at attach, before any layer is touched.
+    with pytest.raises(vreason.UnsupportedModelError, match="controlled decoder layer 1 is sliding-window"):
+        vreason.attach(model, vreason.VReasonConfig(lite=True))
 
 
 # ---------------------------------------------------------------- through lmms-eval (slow: a real CLI run)

@@ -290,6 +290,6 @@ def test_sliding_window_caches_are_refused_before_any_layer_is_touched():
         layer_types=["sliding_attention"] * 2,
     )
     model = Qwen2ForCausalLM(config).eval()
-    with vreason.attach(model, vreason.VReasonConfig(**PREFILL)):
-        with pytest.raises(UnsupportedSettingError, match="Sliding-window"):
-            model.generate(**T.text_inputs(), max_new_tokens=2, do_sample=False, pad_token_id=0)
+    # The controlled (last) layer is a sliding window: refused at attach, before any layer is touched.
+    with pytest.raises(vreason.UnsupportedModelError, match="controlled decoder layer 1 is sliding-window"):
+        vreason.attach(model, vreason.VReasonConfig(**PREFILL))

@@ -29,7 +29,7 @@ def test_cache_keyword_of_every_family_matches_the_installed_release(family):
     model = build()
     adapter = vreason.adapters.resolve(model, name)
     assert transformers_seam.cache_keyword(model) == _expected_keyword()
-    assert transformers_seam.cache_keyword(adapter.last_layer) == _expected_keyword()
+    assert transformers_seam.cache_keyword(adapter.controlled_layer) == _expected_keyword()
     vreason.attach(model).detach()  # attach resolves both the same way, and refuses neither
 
 

@@ -458,3 +458,29 @@ def test_attach_takes_a_mapping_and_names_a_wrong_config_type():
     with pytest.raises(vreason.ConfigError, match="lr=inf: must be a finite number"):
         vreason.attach(model, {"lr": float("inf")})
     assert not any(m._forward_hooks for m in model.modules())
+
+
+# ---------------------------------------------------------------------------------------------- refused
+def test_every_refused_family_really_has_a_controlled_layer_without_per_token_values():
+    """The reasons in adapters/refused.toml are checked, not trusted: each family's default config ends on a
+    layer V-Reason cannot edit, and asking for its adapter says why in one line."""
+    from transformers import AutoConfig
+
+    from vreason_hooks import transformers_seam
+
+    assert adapters.refused()
+    for family in adapters.refused():
+        for model_type in family.model_types:
+            config = AutoConfig.for_model(model_type)
+            kinds = transformers_seam.config_layer_kinds(config)
+            assert kinds and not kinds[-1].plain, (model_type, kinds[-1:])
+            with pytest.raises(
+                vreason.NoAdapterError, match=f"does not carry '{model_type}'.*{family.reason[:30]}"
+            ):
+                adapters.adapter_for_config(config)
+
+
+def test_a_spec_newer_than_the_installed_transformers_is_refused_in_one_line():
+    spec = adapters.get("llama").model_copy(update={"min_transformers": "99.0"})
+    with pytest.raises(vreason.UnsupportedModelError, match=r"needs transformers>=99.0 .* is installed"):
+        vreason.attach(T.tiny_llama(), adapter=spec)

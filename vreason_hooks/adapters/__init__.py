@@ -12,6 +12,7 @@ from .registry import (
     find_adapter,
     get,
     refresh,
+    refused,
     resolve,
     unwrap_model,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "get",
     "load_spec",
     "refresh",
+    "refused",
     "resolve",
     "unwrap_model",
 ]

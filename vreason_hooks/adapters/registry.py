@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NoAdapterError, SpecError
+from .controlled import controlled_layer
 from .spec import AdapterSpec, load_spec
 
 if TYPE_CHECKING:  # listing specs must not import torch (the CLI's `vreason adapters` stays fast)
@@ -54,6 +55,25 @@ def refresh() -> None:
     """Forget the specs read so far: the next lookup reads the shipped specs and the plugins' again (after a
     plugin was installed or removed in a running process)."""
     _cached_available.cache_clear()
+    refused.cache_clear()
+
+
+@dataclass(frozen=True)
+class RefusedFamily:
+    """A family V-Reason does not carry, with the reason (``adapters/refused.toml``)."""
+
+    name: str
+    model_types: tuple[str, ...]
+    reason: str
+
+
+@functools.cache
+def refused() -> tuple[RefusedFamily, ...]:
+    """The families V-Reason refuses, from ``refused.toml`` beside the specs."""
+    import tomllib
+
+    entries = tomllib.loads(files(__package__).joinpath("refused.toml").read_text())["refused"]
+    return tuple(RefusedFamily(e["name"], tuple(e["model_types"]), e["reason"]) for e in entries)
 
 
 def available() -> list[AdapterSpec]:
@@ -85,6 +105,10 @@ def adapter_for_config(config: Any, model_class: str | None = None) -> AdapterSp
     for spec in available():
         if spec.matches(config):
             return spec
+    model_type = getattr(config, "model_type", None)
+    for family in refused():
+        if model_type in family.model_types:
+            raise NoAdapterError(f"V-Reason does not carry {model_type!r} ({family.name}): {family.reason}")
     shown = f" ({model_class})" if model_class else ""
     raise NoAdapterError(
         f"no adapter matches model_type={getattr(config, 'model_type', None)!r}{shown}; available: "
@@ -109,11 +133,22 @@ class ResolvedAdapter:
     spec: AdapterSpec
     model: nn.Module
     """The transformers model whose ``forward`` ``generate`` calls (a PEFT wrapper is unwrapped)."""
-    last_layer: nn.Module
+    controlled_layer: nn.Module
+    """The decoder layer whose values ΔV edits (the last one unless the spec names another)."""
     final_norm: nn.Module
     lm_head: nn.Module
     cache_layer_index: int
-    """Index of the controlled layer in the KV cache (the last decoder layer)."""
+    """Index of the controlled layer in the KV cache."""
+    later_layers: tuple[nn.Module, ...] = ()
+    """Decoder layers after the controlled one (on the update step's autograd path)."""
+    layer_kinds: tuple = ()
+    """The :class:`~vreason_hooks.transformers_seam.LayerKind` of every cache layer (``()``: all full
+    attention, the config names no layout)."""
+
+    @property
+    def graph_modules(self) -> tuple[nn.Module, ...]:
+        """The modules an update step's backward goes through: controlled layer, later layers, norm, head."""
+        return (self.controlled_layer, *self.later_layers, self.final_norm, self.lm_head)
 
 
 def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -> ResolvedAdapter:
@@ -123,6 +158,7 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
     from .. import transformers_seam
 
     spec = _pick_spec(model, adapter)
+    spec.check_transformers()
     hf_model = unwrap_model(model)
     config = getattr(hf_model, "config", None)
     if config is not None:
@@ -140,12 +176,12 @@ def resolve(model: nn.Module, adapter: str | Path | AdapterSpec | None = None) -
             f"{spec.where()}: key 'positions.rope_deltas': {type(hf_model).__name__} has no attribute "
             f"{spec.positions.rope_deltas!r}"
         )
-    last = layers[-1]
     final_norm, lm_head = _submodule(spec, hf_model, "final_norm"), _submodule(spec, hf_model, "lm_head")
     _check_kinds(spec, hf_model, final_norm, lm_head)
     spec.span_token_id(hf_model.config)  # a bad span.token_id_field fails here, not at the first generate
+    layer = controlled_layer(spec, hf_model, layers)
     return ResolvedAdapter(
-        spec, hf_model, last, final_norm, lm_head, transformers_seam.layer_index(last, len(layers) - 1)
+        spec, hf_model, layer.module, final_norm, lm_head, layer.cache_index, layer.later, layer.kinds
     )
 
 

@@ -22,9 +22,12 @@ class ModulePaths(BaseModel):
     model_config = _STRICT
 
     decoder_layers: str
-    """The ``nn.ModuleList`` of decoder layers; the last one is controlled."""
+    """The ``nn.ModuleList`` of decoder layers; the last one is controlled (unless ``controlled_layer``)."""
     final_norm: str
     lm_head: str
+    controlled_layer: int | None = None
+    """Index in ``decoder_layers`` of the layer ΔV edits (negative counts from the end); default the last.
+    It must keep per-token keys and values, and no layer after it may hold recurrent state."""
 
 
 class SpanRule(BaseModel):
@@ -139,11 +142,29 @@ class AdapterSpec(BaseModel):
     processor: ProcessorRules = ProcessorRules()
     attention: list[Literal["sdpa", "eager", "flash_attention_2"]] = ["sdpa", "eager"]
     """The attention kernels the family supports and the test matrix runs (bit-identity under each)."""
+    min_transformers: str | None = None
+    """The oldest transformers release that has this family's classes; an older installation is refused at
+    ``attach`` in one line naming it."""
     lmms_eval_model: str | None = None
     """The lmms-eval model name that runs this family with V-Reason (``--model NAME``), for the support
     table."""
     source: str = ""
     """Where the spec was read from (set by the loader, not written in files)."""
+
+    def check_transformers(self) -> None:
+        """Refuse an installed transformers older than :attr:`min_transformers` (one line naming both)."""
+        from packaging.version import Version
+
+        from .. import transformers_seam
+        from ..errors import UnsupportedModelError
+
+        installed = transformers_seam.installed_version("transformers")
+        if self.min_transformers and installed and Version(installed) < Version(self.min_transformers):
+            raise UnsupportedModelError(
+                f"{self.where()} needs transformers>={self.min_transformers} (its model classes first appear "
+                f"there); transformers {installed} is installed: pip install "
+                f"'transformers>={self.min_transformers}'"
+            )
 
     def matches(self, config: Any) -> bool:
         """Whether a transformers config belongs to this family (model_type first, then architectures)."""
