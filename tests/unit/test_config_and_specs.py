@@ -361,7 +361,9 @@ def test_the_docs_support_table_is_the_generated_one():
     from vreason_hooks.adapters.table import markdown_block
 
     docs = (Path(__file__).parents[2] / "docs" / "adapters.md").read_text()
-    assert markdown_block(available()) in docs, "regenerate the table: vreason adapters --markdown"
+    assert markdown_block(available(), adapters.refused()) in docs, (
+        "regenerate the table: vreason adapters --markdown"
+    )
 
 
 def test_family_names_live_in_spec_files_only():

@@ -4,11 +4,9 @@ The controlled layer is the last decoder layer (the paper's "last layer", on eve
 a spec names (``modules.controlled_layer``). It must keep per-token keys and values (full attention): a linear
 attention / recurrent layer has no per-token values to edit, a sliding window evicts the video, a KV-sharing
 layer stores nothing of its own (ΔV would have to sit on the producing layer, which every later consumer
-reads),
-and an indexed sparse layer chooses its keys with an indexer of its own. Such a model is refused here, naming
-the layer and its kind, before any ``generate``. Layers after a spec-named controlled layer run inside the
-update step's autograd path, so they may not hold recurrent state either.
-"""
+reads), and an indexed sparse layer chooses its keys with an indexer of its own. Such a model is refused here,
+naming the layer and its kind, before any ``generate``. Layers after a spec-named controlled layer run inside
+the update step's autograd path, so they may not hold recurrent state either."""
 
 from __future__ import annotations
 

@@ -1,13 +1,22 @@
-"""The support table, generated from the specs (``vreason adapters --markdown``, ``docs/adapters.md``)."""
+"""The support table, generated from the specs (``vreason adapters --markdown``, ``docs/adapters.md``).
+
+The layer pattern and what Lite prunes are read from each family's default transformers config (the cache
+layers ``generate`` would build for it: :func:`vreason_hooks.transformers_seam.config_layer_kinds`), so the
+table says what the engine will find, not what someone wrote down.
+"""
 
 from __future__ import annotations
+
+import functools
 
 from .spec import AdapterSpec
 
 COLUMNS = (
     "family",
     "transformers model types",
+    "layers (default config)",
     "span",
+    "Lite prunes",
     "Lite positions",
     "lmms-eval model",
     "attention tested",
@@ -17,6 +26,12 @@ MARKERS = (
     "<!-- end support-table -->",
 )
 """The lines around the generated table in the docs (a test checks the block equals the generated one)."""
+KIND_LABELS = (
+    ("shared", "shared/no-cache"),
+    ("recurrent", "linear/conv"),
+    ("window", "sliding"),
+    ("indexed", "indexed"),
+)
 
 
 def span_cell(spec: AdapterSpec) -> str:
@@ -31,22 +46,70 @@ def positions_cell(spec: AdapterSpec) -> str:
     return f"M-RoPE, {spec.positions.rows} rows + `{spec.positions.rope_deltas}`"
 
 
-def markdown_table(specs: list[AdapterSpec]) -> str:
-    """One row per spec, in the given order; no trailing newline."""
+@functools.cache
+def _labels(model_type: str) -> tuple[str, ...] | None:
+    """One label per cache layer of ``model_type``'s default config (``None``: transformers lacks it)."""
+    from transformers import AutoConfig
+
+    from .. import transformers_seam
+
+    try:
+        config = AutoConfig.for_model(model_type)
+    except (KeyError, ValueError):
+        return None
+    kinds = transformers_seam.config_layer_kinds(config)
+    if not kinds:
+        return ("full",) * int(getattr(config.get_text_config(decoder=True), "num_hidden_layers", 0) or 0)
+    return tuple(next((label for flag, label in KIND_LABELS if getattr(k, flag)), "full") for k in kinds)
+
+
+def layers_cell(model_type: str) -> str:
+    """``32 full; last: full`` or ``24 linear/conv + 8 full; last: full`` (counts per kind, in order of first
+    appearance, and the kind of the last layer, the one V-Reason controls)."""
+    labels = _labels(model_type)
+    if not labels:
+        return "n/a (not in this transformers)"
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return " + ".join(f"{n} {label}" for label, n in counts.items()) + f"; last: {labels[-1]}"
+
+
+def lite_cell(model_type: str) -> str:
+    """What Lite prunes: every layer, or the full-attention ones (the rest are left alone)."""
+    labels = _labels(model_type)
+    if not labels:
+        return "n/a"
+    full = labels.count("full")
+    if full == len(labels):
+        return "every layer"
+    kept = sorted({label for label in labels if label != "full"})
+    return f"the {full} full-attention layers ({', '.join(kept)} left alone)"
+
+
+def markdown_table(specs: list[AdapterSpec], refused: tuple = ()) -> str:
+    """One row per spec, in the given order, then one per refused family; no trailing newline."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for s in specs:
         cells = (
             f"`{s.name}`",
             ", ".join(f"`{t}`" for t in s.model_types),
+            layers_cell(s.model_types[0]),
             span_cell(s),
+            lite_cell(s.model_types[0]),
             positions_cell(s),
             f"`{s.lmms_eval_model}`" if s.lmms_eval_model else "—",
             ", ".join(s.attention),
         )
         lines.append("| " + " | ".join(cells) + " |")
+    for family in refused:
+        types = ", ".join(f"`{t}`" for t in family.model_types)
+        reason = f"**refused**: {family.reason}"
+        layers = layers_cell(family.model_types[0])
+        lines.append(f"| `{family.name}` | {types} | {layers} | {reason} |" + " |" * 4)
     return "\n".join(lines)
 
 
-def markdown_block(specs: list[AdapterSpec]) -> str:
+def markdown_block(specs: list[AdapterSpec], refused: tuple = ()) -> str:
     """The table between its markers, as committed in ``docs/adapters.md``."""
-    return f"{MARKERS[0]}\n{markdown_table(specs)}\n{MARKERS[1]}"
+    return f"{MARKERS[0]}\n{markdown_table(specs, refused)}\n{MARKERS[1]}"

@@ -305,6 +305,7 @@ def cmd_plot(args) -> int:
 def cmd_adapters(args) -> int:
     from rich.table import Table
 
+    from .. import adapters
     from ..adapters import available, builtin_spec_paths
     from ..adapters.table import positions_cell, span_cell
 
@@ -312,7 +313,7 @@ def cmd_adapters(args) -> int:
     if args.markdown:
         from ..adapters.table import markdown_table
 
-        print(markdown_table(specs))
+        print(markdown_table(specs, adapters.refused()))
         return 0
     if args.json:
         import json
