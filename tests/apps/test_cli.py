@@ -276,7 +276,14 @@ def test_run_bad_inputs(tiny_qwen, clip, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00not a video" * 100)
     assert_one_line_error(run(video=broken), "cannot read video")
-    assert_one_line_error(run(model="no-such-org/no-such-model"), "unknown model", "not a local folder")
+    # The download hint names the model asked for (it named Qwen2.5-VL-7B whatever the model).
+    assert_one_line_error(
+        run(model="no-such-org/no-such-model"),
+        "not a local folder",
+        "`hf download no-such-org/no-such-model`",
+    )
+    assert_one_line_error(run(model=tmp_path / "missing"), "no such checkpoint folder")
+    assert_one_line_error(run(video=tmp_path), "is a folder: pass a video file")  # was: "does not exist"
     assert_one_line_error(run(model=tmp_path), "no config.json")
 
     from transformers import GPT2Config, LlamaConfig
@@ -441,3 +448,154 @@ def test_model_output_is_printed_as_text_not_markup():
     )
     printed = console.export_text()
     assert "[/think] [bold]x[/bold]" in printed and "[/answer]" in printed
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def _main_error(capsys, *argv) -> str:
+    """``cli.main(argv)`` in process: exit code 1 and one ``error:`` line on stderr, returned."""
+    from vreason_hooks.apps import cli
+
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and ": error: " in err[0], err
+    return err[0]
+
+
+def test_run_checks_every_output_path_before_anything_loads(tmp_path, capsys):
+    """The model and the video do not exist: an output error can only be reported first if it is checked
+    at start-up, before the video is read and the model loaded (a 7B model must not run for nothing)."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "traces-dir").mkdir()
+    (tmp_path / "plot-dir.png").mkdir()
+    run = ["run", "--model", tmp_path / "no-model", "--video", tmp_path / "no.mp4", "--question", "q?"]
+    cases = [
+        (["--trace-out", tmp_path / "traces-dir"], "--trace-out", "a folder, not a file", "traces.json"),
+        (["--trace-out", tmp_path / "file" / "t.json"], "--trace-out", "is a file, not a folder"),
+        (["--plot", tmp_path / "plot-dir.png"], "--plot", "a folder, not a file"),
+        (["--plot", tmp_path / "file" / "p.png"], "--plot", "cannot write there"),
+        (["--plot", tmp_path / "p.gif"], "--plot", "must end in .png, .svg, .pdf"),
+        (["--trace-out", tmp_path / "same.png", "--plot", tmp_path / "same.png"], "name the same file"),
+    ]
+    for extra, *needles in cases:
+        line = _main_error(capsys, *run, *extra)
+        assert line.startswith("vreason run: error: ") and all(n in line for n in needles), line
+        assert "video" not in line and "no-model" not in line
+
+
+def test_plot_output_is_checked_first_and_the_printed_path_is_the_written_one(tmp_path, capsys):
+    trace = save_traces([synthetic_trace(10)], tmp_path / "t.json")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    assert "-o " in _main_error(capsys, "plot", trace, "-o", tmp_path / "noext")
+    assert "a folder, not a file" in _main_error(capsys, "plot", trace, "-o", tmp_path / "dir")
+    assert "cannot write there" in _main_error(capsys, "plot", trace, "-o", tmp_path / "file" / "p.png")
+    # Checked before the traces are read: a missing trace file is not what is reported.
+    assert "must end in" in _main_error(capsys, "plot", tmp_path / "nope.json", "-o", tmp_path / "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file", "t.json"]  # nothing else written
+    assert list((tmp_path / "dir").iterdir()) == []
+
+
+def test_lite_only_flags_without_lite_are_refused(tmp_path, capsys):
+    line = _main_error(capsys, "demo", "--prune-ratio", "0.3", "--out", tmp_path / "demo")
+    assert "--prune-ratio applies to V-Reason Lite only: add --lite" in line
+    line = _main_error(
+        capsys,
+        "run",
+        "--model",
+        tmp_path,
+        "--video",
+        tmp_path / "v.mp4",
+        "--question",
+        "q",
+        "--prune-scope",
+        "per_layer",
+    )
+    assert "--prune-scope applies to V-Reason Lite only" in line
+    # Lite switched on by the config file: the flag is not ignored, so it is accepted.
+    from vreason_hooks.apps import cli
+
+    lite = tmp_path / "lite.toml"
+    lite.write_text("lite = true\n")
+    args = cli.build_parser().parse_args(
+        [
+            "run",
+            "--model",
+            "m",
+            "--video",
+            "v",
+            "--question",
+            "q",
+            "--config",
+            str(lite),
+            "--prune-ratio",
+            "0.3",
+        ]
+    )
+    assert cli._settings(args).prune_ratio == 0.3
+
+
+def test_demo_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    out = tmp_path / "report.txt"
+    out.write_text("x")
+    line = _main_error(capsys, "demo", "--out", out)
+    assert "--out" in line and "a file, not a folder; pass a folder" in line and "File exists" not in line
+
+
+def test_closed_stdout_stops_the_printing_not_the_files(tiny_qwen, clip, tmp_path):
+    """`vreason run ... --trace-out T.json | head -1`: the reader leaves after one line (here: before the
+    first); the traces and the plot asked for are still written, and it is not an error."""
+    traces, png = tmp_path / "T.json", tmp_path / "P.png"
+    argv = ["run", "--model", tiny_qwen, "--video", clip, "--question", "q?", "--frames", 8]
+    argv += ["--max-new-tokens", 3, "--trace-out", traces, "--plot", png]
+    proc = subprocess.Popen(
+        [VREASON, *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=600) == 0, err
+    assert err == ""
+    (trace,) = load_traces(traces)
+    assert trace.num_tokens == 3 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("command", [["adapters"], ["plot", "TRACE", "-o", "OUT"]])
+def test_stdout_closed_before_start_is_not_an_error(tmp_path, command):
+    """`vreason adapters >&-`: no unrelated "'NoneType' object has no attribute 'flush'" error; files are
+    still written."""
+    trace = save_traces([synthetic_trace(10)], tmp_path / "t.json")
+    out = tmp_path / "o.png"
+    argv = [{"TRACE": str(trace), "OUT": str(out)}.get(a, a) for a in command]
+    result = subprocess.run(
+        [VREASON, *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        timeout=300,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert out.exists() == ("-o" in command)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_adapter_names_never_wrap(terminal):
+    """Piped (any width) or on an 80-column terminal, every adapter name and lmms-eval model name is whole
+    on one line: `llava_next` / `_video` would read as two adapters."""
+    from vreason_hooks.adapters import available
+
+    env = {**ENV, "COLUMNS": "80", **({"TTY_COMPATIBLE": "1"} if terminal else {})}
+    result = subprocess.run([VREASON, "adapters"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+    lines = text.splitlines()
+    specs = available()
+    for spec in specs:
+        assert any(re.search(rf"(^|[\s│]){re.escape(spec.name)}([\s│]|$)", line) for line in lines), spec.name
+        if spec.lmms_eval_model:
+            assert spec.lmms_eval_model in text
+    if terminal:
+        assert max(map(len, lines)) <= 80
+    else:  # one line per adapter, for grep
+        assert all(sum(f"│ {s.name} " in line for line in lines) == 1 for s in specs)

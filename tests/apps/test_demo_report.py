@@ -30,10 +30,14 @@ def _results() -> list[demo.Result]:
     ]
 
 
-def _render(width: int) -> str:
+def _render(width: int, plots: bool = True) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, color_system=None, legacy_windows=False)
     results = _results()
+    for r in results:
+        r.files = {"traces": f"traces/{r.question.id}.json"} | (
+            {"plot": f"plots/{r.question.id}.png"} if plots else {}
+        )
     report = {
         "baseline": demo.totals([r.baseline for r in results]),
         "vreason": demo.totals([r.vreason for r in results]),
@@ -70,3 +74,10 @@ def test_wide_terminals_get_the_table_narrow_ones_a_block_per_question():
     assert "┃ question" in wide and "verdict" in wide and "┃" not in narrow
     assert "basic_arithmetic-4 (known -8): both wrong" in narrow
     assert "V-Reason  ✗ 100  101 tokens  36.6s  50 ΔV updates" in narrow
+
+
+def test_the_plots_folder_is_named_only_when_plots_were_written():
+    """``vreason demo --no-plots`` must not point at a plots folder that is not there."""
+    assert "plots: out/plots" in _render(200)
+    without = _render(200, plots=False)
+    assert "plots" not in without and "report: out/report.json" in without and "traces: out/traces" in without

@@ -59,6 +59,8 @@ def test_backends_read_the_same_frames(clip, backend):
 def test_missing_and_broken_files(tmp_path):
     with pytest.raises(VideoError, match="does not exist"):
         read_frames(tmp_path / "nope.mp4")
+    with pytest.raises(VideoError, match="is a folder: pass a video file"):  # not "does not exist"
+        read_frames(tmp_path)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 50)
     with pytest.raises(VideoError, match="cannot read video") as err:

@@ -1,8 +1,10 @@
-"""The ``vreason`` command line: ``demo``, ``run``, ``plot``, ``adapters`` and ``doctor``.
+"""The ``vreason`` command line: ``demo``, ``run``, ``plot``, ``adapters``, ``doctor`` and ``reproduce``.
 
 Imports stay light at module level (no torch, no transformers) so ``vreason --help`` and ``vreason plot``
 start fast; each command imports what it needs. Every error ends as one line on stderr and exit code 1
-(2 for a malformed command line, argparse's convention); ``--debug`` shows the traceback instead.
+(2 for a malformed command line, argparse's convention); ``--debug`` shows the traceback instead. Every
+output path a command is given is checked before it loads anything (:mod:`.outputs`), and a stdout whose
+reader went away (``| head -1``, ``>&-``) stops the printing only, never the files asked for.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from .outputs import output_file, output_folder, reader_safe_stdout
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -39,16 +43,11 @@ def _missing_extra(err: BaseException) -> str | None:
 
 
 def _console(**kwargs):
-    """A rich ``Console`` whose closed-pipe handling is :func:`main`'s (rich's own exits with code 1)."""
+    """A rich ``Console`` on ``sys.stdout``, which :func:`main` makes safe against a reader that went away
+    (so rich never sees a ``BrokenPipeError``, whose handling of its own would exit with code 1)."""
     from rich.console import Console
 
-    console = Console(**kwargs)
-
-    def broken_pipe() -> None:
-        raise BrokenPipeError
-
-    console.on_broken_pipe = broken_pipe
-    return console
+    return Console(**kwargs)
 
 
 def _quiet_libraries(debug: bool = False) -> None:
@@ -151,6 +150,20 @@ def _add_config_options(parser: argparse.ArgumentParser, lr_default: str = "") -
     )
 
 
+def _settings(args, base=None):
+    """:func:`load_config` from the command's ``--config`` and flags; a Lite-only flag without Lite is an
+    error (it would be ignored silently)."""
+    config = load_config(args.config, base=base, **_overrides(args))
+    lite_only = {"--prune-ratio": args.prune_ratio, "--prune-scope": args.prune_scope}
+    given = [flag for flag, value in lite_only.items() if value is not None]
+    if given and not config.lite:
+        raise CliError(
+            f"{given[0]} applies to V-Reason Lite only: add --lite (or lite = true in --config), or drop "
+            f"{given[0]}"
+        )
+    return config
+
+
 def _overrides(args) -> dict:
     lite = getattr(args, "lite", None)
     scope = getattr(args, "prune_scope", None)
@@ -170,15 +183,13 @@ def _overrides(args) -> dict:
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_demo(args) -> int:
+    from ..config import VReasonConfig
     from . import demo
 
-    _quiet_libraries(args.debug)
-    from ..config import VReasonConfig
-
     # The demo's own settings unless --paper; a config file and flags override fields of that base.
-    config = load_config(
-        args.config, base=VReasonConfig() if args.paper else demo.DEMO_CONFIG, **_overrides(args)
-    )
+    config = _settings(args, base=VReasonConfig() if args.paper else demo.DEMO_CONFIG)
+    output_folder(args.out, "--out")  # created now: a file or a read-only folder fails before the model loads
+    _quiet_libraries(args.debug)
     report = demo.run_demo(
         out_dir=Path(args.out),
         limit=args.limit,
@@ -191,7 +202,20 @@ def cmd_demo(args) -> int:
     return 0 if report["questions"] else EXIT_ERROR
 
 
+def _run_outputs(args) -> tuple[Path | None, Path | None]:
+    """``--trace-out`` and ``--plot`` checked before anything loads (a 7B model must not run for nothing)."""
+    from .plotting import PLOT_SUFFIXES
+
+    traces = output_file(args.trace_out, "--trace-out", example="traces.json") if args.trace_out else None
+    plot = output_file(args.plot, "--plot", PLOT_SUFFIXES) if args.plot else None
+    if traces and plot and traces.resolve() == plot.resolve():
+        raise CliError(f"--trace-out and --plot name the same file {args.plot}: pass two file names")
+    return traces, plot
+
+
 def cmd_run(args) -> int:
+    trace_out, plot_out = _run_outputs(args)
+    config = _settings(args)
     _quiet_libraries(args.debug)
     from rich.markup import escape
 
@@ -200,9 +224,6 @@ def cmd_run(args) -> int:
     from .video import read_frames
 
     console = _console(stderr=False)
-    config = load_config(args.config, **_overrides(args))
-    if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf", ".jpg")):
-        raise CliError(f"--plot {args.plot}: use a .png, .svg, .pdf or .jpg file name")
     frames = read_frames(
         args.video, num_frames=args.frames, max_pixels=args.max_pixels, backend=args.video_backend
     )
@@ -230,12 +251,12 @@ def cmd_run(args) -> int:
         runs.append(videoqa.generate(vm, inputs, config, args.max_new_tokens, "V-Reason"))
     print_answers(console, runs, config)
     traces = [r.trace for r in runs]
-    if args.trace_out:
-        console.print(f"traces: {save_traces(traces, args.trace_out)}")
-    if args.plot:
+    if trace_out:
+        console.print(f"traces: {save_traces(traces, trace_out)}")
+    if plot_out:
         from .plotting import plot_traces
 
-        console.print(f"plot: {plot_traces(traces, args.plot, title=args.question[:90])}")
+        console.print(f"plot: {plot_traces(traces, plot_out, title=args.question[:90])}")
     return 0
 
 
@@ -264,8 +285,10 @@ def print_answers(console, runs, config) -> None:
 
 def cmd_plot(args) -> int:
     from ..trace import load_traces
-    from .plotting import plot_traces, trace_label
+    from .plotting import PLOT_SUFFIXES, plot_traces, trace_label
 
+    default = Path(args.traces[0]).with_suffix(".png")
+    out = output_file(args.output or default, "-o" if args.output else "-o (default)", PLOT_SUFFIXES)
     traces, labels = [], []
     for name in args.traces:
         path = _existing_file(name, "trace file", "a JSON file written by --trace-out or save_traces")
@@ -296,13 +319,13 @@ def cmd_plot(args) -> int:
             f"{len(traces)} traces would overlay unreadably: choose up to {MAX_OVERLAY} with --index "
             "(positions in each file, from 0)"
         )
-    out = Path(args.output) if args.output else Path(args.traces[0]).with_suffix(".png")
     written = plot_traces(traces, out, labels=labels, title=args.title)
     print(written)
     return 0
 
 
 def cmd_adapters(args) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from .. import adapters
@@ -321,28 +344,45 @@ def cmd_adapters(args) -> int:
         print(json.dumps([s.model_dump() for s in specs], indent=1))
         return 0
     builtin = {str(p) for p in builtin_spec_paths()}
-    table = Table(title=f"{len(specs)} adapters", title_justify="left")
-    for column in (
-        "name",
-        "matches (model_type, architectures)",
-        "controlled span",
-        "Lite positions",
-        "lmms-eval model",
-        "from",
-    ):
-        table.add_column(column, overflow="fold")
-    for s in specs:
-        source = f"built-in specs/{Path(s.source).name}" if s.source in builtin else s.source
-        table.add_row(
-            s.name,
-            ", ".join(s.model_types + s.architectures),
-            span_cell(s).replace("`", ""),
-            positions_cell(s).replace("`", ""),
-            s.lmms_eval_model or "-",
-            source,
-        )
-    _console().print(table)
+    rows = [
+        {
+            "name": s.name,
+            "matches (model_type, architectures)": ", ".join(s.model_types + s.architectures),
+            "controlled span": span_cell(s).replace("`", ""),
+            "Lite positions": positions_cell(s).replace("`", ""),
+            "lmms-eval model": s.lmms_eval_model or "-",
+            "from": f"built-in specs/{Path(s.source).name}" if s.source in builtin else s.source,
+        }
+        for s in specs
+    ]
+    table = Table()
+    for column in rows[0] if rows else ("name",):
+        # Names are kept whole (a wrapped `llava_next` / `_video` reads as two adapters); the rest may fold.
+        whole = column in ("name", "lmms-eval model")
+        table.add_column(column, no_wrap=whole, overflow="ellipsis" if whole else "fold")
+    for row in rows:
+        table.add_row(*row.values())
+    console = _console()
+    width = _natural_width(console, table)
+    if not console.is_terminal:  # a pipe or a file: one line per adapter, whatever the width (for grep)
+        console = _console(width=width)
+    console.print(f"{len(specs)} adapters", highlight=False)
+    if width <= console.width:
+        console.print(table)
+        return 0
+    for row in rows:  # a terminal too narrow for the table: one block per adapter, its name on a line
+        name, *fields = row.values()
+        console.print(f"[bold]{escape(name)}[/]", highlight=False)
+        for label, value in zip(("matches", "span", "Lite positions", "lmms-eval model", "from"), fields):
+            console.print(f"  {label}: {escape(value)}", highlight=False)
     return 0
+
+
+def _natural_width(console, renderable) -> int:
+    """The width ``renderable`` takes when nothing constrains it."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(1_000_000), renderable).maximum
 
 
 def cmd_doctor(args) -> int:
@@ -529,20 +569,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``vreason`` console script; returns the exit code."""
+    """Entry point of the ``vreason`` console script; returns the exit code.
+
+    stdout is a :class:`~.outputs.ReaderSafeStdout` meanwhile: a reader that leaves early (``| head -1``)
+    or a closed stdout (``>&-``) silences the printing, and the command still writes its files."""
+    with reader_safe_stdout():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # No parser default (parents share action objects, so one default would override the other position).
     args.debug = getattr(args, "debug", False)
     try:
         code = args.func(args)
-        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        sys.stdout.flush()
         return code
-    except BrokenPipeError:
-        # The reader stopped early (`vreason adapters --json | head -2`): what it took is what it wanted.
-        # Point stdout at devnull so the interpreter's final flush does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print("vreason: interrupted", file=sys.stderr)
         return 130

@@ -379,7 +379,7 @@ def print_summary(console, results: list[Result], report: dict, out_dir: Path) -
         f"{counts['both right'] + counts['both wrong']} question(s).",
         highlight=False,
     )
-    console.print(
-        f"report: {out_dir / 'report.json'}   traces: {out_dir / 'traces'}   plots: {out_dir / 'plots'}",
-        highlight=False,
-    )
+    written = [f"report: {out_dir / 'report.json'}", f"traces: {out_dir / 'traces'}"]
+    if any("plot" in r.files for r in results):  # not with --no-plots: name only what was written
+        written.append(f"plots: {out_dir / 'plots'}")
+    console.print("   ".join(written), highlight=False)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 from ..trace import Trace
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+"""The image formats :func:`plot_traces` writes (the file name's suffix picks one)."""
 # Colour-blind-safe pair first (baseline grey-blue, V-Reason orange), then matplotlib's cycle.
 _COLOURS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
@@ -67,7 +69,18 @@ def plot_traces(
 
     Returns:
         the written ``Path`` when ``path`` is given, else the matplotlib ``Figure``.
+
+    Raises:
+        ValueError: ``path`` is a folder or does not end in one of :data:`PLOT_SUFFIXES` (matplotlib would
+            write another file than the one named: ``out`` becomes ``out.png``).
     """
+    if path is not None:
+        path = Path(path)
+        if path.is_dir() or path.suffix.lower() not in PLOT_SUFFIXES:
+            raise ValueError(
+                f"plot file {path}: {'a folder' if path.is_dir() else 'no image suffix'}; pass a file name "
+                f"ending in {', '.join(PLOT_SUFFIXES)}"
+            )
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -149,7 +162,6 @@ def plot_traces(
     )
     if path is None:
         return fig
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)

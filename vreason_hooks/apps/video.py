@@ -174,6 +174,8 @@ def read_frames(
         VideoError: the file is missing or no backend can decode it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise VideoError(f"video {path} is a folder: pass a video file (mp4, mkv, webm, avi, ...)")
     if not path.is_file():
         raise VideoError(f"video file {path} does not exist: check the path")
     if num_frames < 1:

@@ -14,6 +14,7 @@ from ..config import VReasonConfig
 from ..errors import VReasonError
 from ..trace import Trace
 from .answers import extract_answer
+from .checkpoints import read_checkpoint_config
 from .runs import generate_in_session
 from .video import Frames
 
@@ -49,25 +50,6 @@ class Answer:
     trace: Trace
 
 
-def _load_config(name: str):
-    from transformers import AutoConfig
-
-    local = Path(name)
-    if local.exists() and not (local / "config.json").is_file():
-        raise VReasonError(f"model folder {name} has no config.json: pass a transformers checkpoint folder")
-    try:
-        return AutoConfig.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        if local.exists():
-            raise VReasonError(
-                f"cannot read the model config in {name}: {str(err).splitlines()[0]}"
-            ) from None
-        raise VReasonError(
-            f"unknown model {name!r}: not a local folder and not in the local Hugging Face cache; pass a "
-            "checkpoint folder, or download the model first (e.g. `hf download Qwen/Qwen2.5-VL-7B-Instruct`)"
-        ) from None
-
-
 def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> VideoModel:
     """Load a video-language checkpoint and its processor; fail early when no adapter controls its video.
 
@@ -79,7 +61,7 @@ def load_video_model(name: str, device: str = "auto", dtype: str = "auto") -> Vi
     import torch
     from transformers import AutoModelForImageTextToText
 
-    config = _load_config(name)
+    config = read_checkpoint_config(name, f"model {name}")
     spec = adapter_for_config(config)
     spec.check_config(config)  # a wrong field name fails here, before any weights load
     if spec.span.kind != "token":

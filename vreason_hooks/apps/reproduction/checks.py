@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,16 +54,9 @@ def prompt(text: str, lmms_model: str) -> str:
 
 def out_folder(path: str) -> Path:
     """``path`` created if needed and proven writable."""
-    out = Path(path).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out {path}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise CliError(f"--out {path}: cannot write there ({err.strerror or err})") from None
-    return out
+    from ..outputs import output_folder
+
+    return output_folder(path, "--out")
 
 
 @contextlib.contextmanager
@@ -119,33 +110,15 @@ class Checkpoint:
         return {"name": name, "paper": self.paper, "tiny": self.tiny, **{f: getattr(self, f) for f in fields}}
 
 
-def _looks_like_path(model: str) -> bool:
-    """A hub id is ``org/name``; anything else that names no existing folder was meant as a folder."""
-    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model)
-
-
 def checkpoint(model: str) -> Checkpoint:
     """Read ``--model``'s config (no weights) and find its adapter; one line for any problem."""
-    from transformers import AutoConfig
-
     from ...adapters import adapter_for_config
     from ...errors import NoAdapterError
+    from ..checkpoints import checkpoint_location, read_checkpoint_config
 
-    path = Path(model).expanduser()
-    if path.exists() and not (path / "config.json").is_file():
-        raise CliError(
-            f"--model {model}: {'no config.json in this folder' if path.is_dir() else 'not a folder'}"
-        )
-    if not path.exists() and _looks_like_path(model):
-        raise CliError(f"--model {model}: no such checkpoint folder")
-    pretrained = str(path.resolve()) if path.exists() else model
-    try:
-        config = AutoConfig.from_pretrained(pretrained)
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CliError(
-            f"--model {model}: not a folder here and no hub config could be read ({first})"
-        ) from None
+    label = f"--model {model}"
+    pretrained = checkpoint_location(model, label)
+    config = read_checkpoint_config(pretrained, label)
     try:
         spec = adapter_for_config(config)
     except NoAdapterError as err:
