@@ -19,9 +19,10 @@ from loguru import logger as eval_logger
 from . import lmms_eval_seam
 
 
-def rename_pending_task_manager(prompt_model: str, own_names: tuple[str, ...]) -> bool:
+def rename_pending_task_manager(prompt_model: str, own_names: tuple[str, ...], baseline: bool = True) -> bool:
     """Rename the pending ``TaskManager`` from one of ``own_names`` to ``prompt_model``; True if it carries
-    it.
+    it. ``baseline``: ``prompt_model`` is the upstream wrapper's name (the log says the prompts are the
+    baseline's only then).
 
     Only a manager that still carries one of our own names is touched, so an explicit
     ``TaskManager(model_name=...)`` passed to ``simple_evaluate`` by a user wins.
@@ -36,9 +37,10 @@ def rename_pending_task_manager(prompt_model: str, own_names: tuple[str, ...]) -
         return False
     current = lmms_eval_seam.task_manager_model_name(manager)
     if current in own_names and current != prompt_model:
+        why = "as the baseline does" if baseline else "as prompt_model= asks"
         eval_logger.info(
             f"V-Reason: tasks will pick prompts and generation kwargs for {prompt_model!r} (not "
-            f"{current!r}), as the baseline does; pass prompt_model=own to keep the own name"
+            f"{current!r}), {why}; pass prompt_model=own to keep the own name"
         )
         lmms_eval_seam.set_task_manager_model_name(manager, prompt_model)
     return lmms_eval_seam.task_manager_model_name(manager) == prompt_model

@@ -128,6 +128,14 @@ def set_wrapper_state(wrapper, **state) -> None:
         setattr(wrapper, WRAPPER_FIELDS[key], value)
 
 
+def registered_model_names() -> set[str]:
+    """Every name ``lmms-eval --model`` accepts: lmms-eval's own models, out-of-tree ones registered by entry
+    point (ours included), and their aliases."""
+    from lmms_eval.models import list_available_models
+
+    return set(list_available_models(include_aliases=True))
+
+
 def known_task_names(include_path: str | None = None) -> set[str]:
     """Every task, group and tag name ``lmms-eval --tasks`` accepts, with the tasks under ``include_path``.
 

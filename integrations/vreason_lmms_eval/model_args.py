@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vreason_hooks import VReasonConfig
-from vreason_hooks.errors import validation_message
+from vreason_hooks.errors import VReasonError, validation_message
 
 NONE_WORDS = ("none", "null")
 
@@ -36,7 +36,7 @@ class IntegrationOptions:
     prompts; ``prompt_model=own`` keeps the name given to ``--model``."""
 
 
-class ModelArgsError(ValueError):
+class ModelArgsError(VReasonError, ValueError):
     """A ``--model_args`` key or value that cannot be used; the message names it."""
 
 
@@ -84,3 +84,28 @@ def split_model_args(
             f"{model}: bad --model_args value: {validation_message(err, noun='', values=config_args)}"
         ) from None
     return config, IntegrationOptions(**options), upstream
+
+
+def check_prompt_model(model: str, prompt_model: str | None, baseline: str) -> str:
+    """The model name tasks should pick prompts for: ``prompt_model`` if it is ``own`` or a name lmms-eval's
+    ``--model`` accepts, ``baseline`` (the upstream wrapper's name) when it is not given.
+
+    A name lmms-eval does not know would make every task fall back to its ``default:`` prompts while the log
+    said they match the baseline's, so it is a :class:`ModelArgsError` naming the closest known names."""
+    if prompt_model is None:
+        return baseline
+    if prompt_model == "own":
+        return prompt_model
+    from .lmms_eval_seam import registered_model_names
+
+    known = registered_model_names()
+    if prompt_model in known:
+        return prompt_model
+    import difflib
+
+    close = difflib.get_close_matches(prompt_model, sorted(known), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+    raise ModelArgsError(
+        f"{model}: prompt_model={prompt_model!r} is not an lmms-eval model name; {hint}pass the --model name "
+        f"whose prompts the tasks should use (default: {baseline!r}, the baseline's), or prompt_model=own"
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -91,19 +92,53 @@ class Records:
                 "per_rank_mb": [m["mb"] for m in memories],
             }
         if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
             files = {}
             for task in sorted({r["task"] for r in records}):
                 path = out_dir / f"{stamp}_vreason_traces_{task}.jsonl"
-                path.write_text(
-                    "".join(json.dumps(r, allow_nan=False) + "\n" for r in records if r["task"] == task)
-                )
-                files[task] = str(path)
+                lines = "".join(_json_line(r) for r in records if r["task"] == task)
+                if _write(path, lines):
+                    files[task] = str(path)
             summary["files"] = files
-            (out_dir / f"{stamp}_vreason_summary.json").write_text(json.dumps(summary, indent=1))
-            eval_logger.info(f"V-Reason: traces and summary written to {out_dir}")
+            if _write(out_dir / f"{stamp}_vreason_summary.json", json.dumps(_finite(summary), indent=1)):
+                eval_logger.info(f"V-Reason: traces and summary written to {out_dir}")
         log_summary(summary)
         return summary
+
+
+def _write(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path``; a failure is logged, not raised (the records are V-Reason's bookkeeping,
+    lmms-eval's results are written after them and must not be lost to a full disk or a removed folder)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return True
+    except OSError as err:
+        eval_logger.error(f"V-Reason: could not write {path} ({err}); lmms-eval's results are not affected")
+        return False
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    """One JSON line; a value JSON has no number for (NaN, infinity: a diverged document) is written as
+    ``null`` with a warning, instead of failing the whole file."""
+    try:
+        return json.dumps(record, allow_nan=False) + "\n"
+    except ValueError:
+        eval_logger.warning(
+            f"V-Reason: document {record.get('task')}/{record.get('doc_id')} has non-finite values; written "
+            "as null"
+        )
+        return json.dumps(_finite(record), allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN / infinity replaced by ``None``, at any depth."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _gather_objects(mine) -> list:

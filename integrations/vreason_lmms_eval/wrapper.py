@@ -24,10 +24,12 @@ from loguru import logger as eval_logger
 from vreason_hooks import Session, VReasonConfig, attach
 from vreason_hooks.adapters.registry import adapter_for_config
 from vreason_hooks.adapters.spec import AdapterSpec
+from vreason_hooks.apps.checkpoints import read_checkpoint_config
+from vreason_hooks.apps.outputs import output_folder
 from vreason_hooks.errors import NoAdapterError
 
 from .cli_context import rename_pending_task_manager, run_stamp
-from .model_args import IntegrationOptions, split_model_args
+from .model_args import IntegrationOptions, check_prompt_model, split_model_args
 from .records import DocRecord, Records, cli_output_dir, peak_memory
 
 
@@ -73,9 +75,14 @@ class VReasonModel:
         upstream_keys = set(upstream_arguments(self.UPSTREAM)) | set(self.EXTRA_ARGS)
         config, options, upstream = split_model_args(self.MODEL_NAME, kwargs, upstream_keys)
         self.vreason_config, self.vreason_options = config, options
-        prompt_model = options.prompt_model or self.UPSTREAM_NAME
+        prompt_model = check_prompt_model(self.MODEL_NAME, options.prompt_model, self.UPSTREAM_NAME)
+        self.vreason_out_dir = self._output_dir(options)
         if prompt_model != "own":
-            rename_pending_task_manager(prompt_model, own_names=(self.MODEL_NAME, *self.ALIASES))
+            rename_pending_task_manager(
+                prompt_model,
+                own_names=(self.MODEL_NAME, *self.ALIASES),
+                baseline=prompt_model == self.UPSTREAM_NAME,
+            )
         self._vreason_stamp = run_stamp()
         self.vreason_adapter = self._checkpoint_adapter(upstream)
         self._load_upstream(**upstream)
@@ -85,14 +92,22 @@ class VReasonModel:
     def _load_upstream(self, **kwargs) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _output_dir(self, options: IntegrationOptions) -> Path | None:
+        """Where :meth:`clean` writes the traces and the summary (``trace_dir=``, else next to lmms-eval's
+        samples), created now and proven writable: a folder that cannot be written stops the run before any
+        weight loads, not after every document has run. ``None``: nowhere (no ``--output_path``)."""
+        if options.trace_dir:
+            return output_folder(options.trace_dir, f"{self.MODEL_NAME}: trace_dir=")
+        default = cli_output_dir()
+        return output_folder(default, f"{self.MODEL_NAME}: --output_path folder") if default else None
+
     def _checkpoint_adapter(self, upstream: dict) -> AdapterSpec:
         """The adapter for the ``pretrained`` checkpoint, from its config alone, so that a checkpoint of a
         family V-Reason has no adapter for stops the run before its weights are loaded."""
-        from transformers import AutoConfig
-
         pretrained = upstream.get("pretrained", upstream_arguments(self.UPSTREAM).get("pretrained"))
         remote = bool(upstream.get("trust_remote_code", False))
-        config = AutoConfig.from_pretrained(pretrained, trust_remote_code=remote)
+        label = f"{self.MODEL_NAME}: pretrained={pretrained}"
+        config = read_checkpoint_config(str(pretrained), label, trust_remote_code=remote)
         try:
             return adapter_for_config(config)
         except NoAdapterError as err:
@@ -240,15 +255,25 @@ class VReasonModel:
 
     # ------------------------------------------------------------------ end of run
     def clean(self):
-        """lmms-eval calls this on every rank after the last request: gather, write, summarise, detach."""
+        """lmms-eval calls this on every rank after the last request, before it scores the answers and
+        writes its results: detach, gather, write, summarise. Nothing here may take those results down, so a
+        failure is logged, never raised."""
+        try:
+            self._finish_vreason()
+        except Exception as err:  # noqa: BLE001 - lmms-eval's results come after this call
+            eval_logger.error(
+                f"V-Reason: writing the traces and the summary failed ({_describe(err)}); lmms-eval's "
+                "results are not affected"
+            )
+        return super().clean()
+
+    def _finish_vreason(self) -> None:
         if getattr(self, "vreason", None) is not None and self.vreason.attached:
             self.vreason.detach()
-        options: IntegrationOptions = self.vreason_options
-        out_dir = Path(options.trace_dir) if options.trace_dir else cli_output_dir()
+        out_dir = self.vreason_out_dir
         if out_dir is None and self.rank == 0:
             eval_logger.warning(
                 "V-Reason: no --output_path and no trace_dir=; per-document traces are not written"
             )
         memory = peak_memory({p.device for p in self.model.parameters()})
         self.vreason_summary = self.vreason_records.finish(out_dir, self._vreason_stamp, self.rank, memory)
-        return super().clean()

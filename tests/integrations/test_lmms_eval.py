@@ -106,6 +106,75 @@ def test_family_without_adapter_fails_before_loading(tmp_path):
             get_model(name).create_from_arg_string(f"pretrained={tmp_path}", {"batch_size": 1})
 
 
+MODEL_NAMES = ("vreason_qwen2_5_vl", "vreason_qwen3_vl", "vreason_hf", "vreason_llava_video")
+
+
+def _build(name: str, model_args: str):
+    from lmms_eval.models import get_model
+
+    return get_model(name).create_from_arg_string(model_args, {"batch_size": 1})
+
+
+def test_output_locations_are_checked_when_the_model_is_built(tmp_path, monkeypatch):
+    """A ``trace_dir`` (or the ``--output_path`` folder the traces default to) that cannot be written stops
+    the run when the model is built: ``pretrained`` is a folder without a model, so reaching the checkpoint
+    (let alone the weights) would fail differently. Before, it was found after every document had run."""
+    from vreason_hooks.errors import VReasonError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for name in MODEL_NAMES:
+        for trace_dir, needle in ((blocker / "traces", "is a file, not a folder"), (blocker, "a file, not")):
+            with pytest.raises(VReasonError, match=rf"^{name}: trace_dir={trace_dir}: .*{needle}"):
+                _build(name, f"pretrained={tmp_path},trace_dir={trace_dir}")
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["lmms-eval", "--model_args", f"pretrained={tmp_path}", "--output_path", str(blocker / "results")],
+    )
+    with pytest.raises(VReasonError, match=r"--output_path folder .*cannot write there"):
+        _build("vreason_qwen2_5_vl", f"pretrained={tmp_path}")
+    made = tmp_path / "new" / "traces"
+    with pytest.raises(VReasonError, match=r"no config\.json"):  # a good trace_dir passes, and is created
+        _build("vreason_hf", f"pretrained={tmp_path},trace_dir={made}")
+    assert made.is_dir()
+
+
+def test_missing_checkpoint_folder_and_prompt_model_typo_are_named(tmp_path):
+    from vreason_hooks.errors import VReasonError
+
+    for name in MODEL_NAMES:
+        with pytest.raises(VReasonError) as err:
+            _build(name, f"pretrained={tmp_path / 'missing'}")
+        assert f"{name}: pretrained={tmp_path / 'missing'}: no such checkpoint folder" in str(err.value)
+        assert "Repo id" not in str(err.value)
+    with pytest.raises(
+        ModelArgsError,
+        match=r"prompt_model='qwen25_vl' is not an lmms-eval model name; "
+        r"did you mean 'qwen2_5_vl'",
+    ):
+        _build("vreason_qwen2_5_vl", f"pretrained={tmp_path},prompt_model=qwen25_vl")
+    for accepted in ("own", "qwen2_5_vl", "llava_hf"):  # known names pass on to the checkpoint check
+        with pytest.raises(VReasonError, match=r"no config\.json in this folder"):
+            _build("vreason_qwen2_5_vl", f"pretrained={tmp_path},prompt_model={accepted}")
+
+
+def test_non_finite_trace_values_do_not_cost_the_file(tmp_path):
+    from vreason_lmms_eval.records import DocRecord, Records
+
+    records = Records("m", {})
+    records.add(
+        DocRecord("t", 0, output_tokens=2, trace={"entropy": [1.0, float("nan")], "update_steps": []})
+    )
+    records.add(DocRecord("t", 1, output_tokens=1, trace={"entropy": [0.5], "update_steps": []}))
+    summary = records.finish(tmp_path, "stamp", rank=0)
+    lines = [
+        json.loads(line) for line in (tmp_path / "stamp_vreason_traces_t.jsonl").read_text().splitlines()
+    ]
+    assert [line["trace"]["entropy"] for line in lines] == [[1.0, None], [0.5]]
+    assert summary["completed"] == 2 and json.loads((tmp_path / "stamp_vreason_summary.json").read_text())
+
+
 def test_batch_rows_are_matched_by_document():
     """lmms-eval's ``huggingface`` model builds every row's messages with the first request's
     ``doc_to_messages``; rows are still filed under their own documents, in the order they were built."""
@@ -689,3 +758,33 @@ def test_batched_documents_get_their_own_traces(tmp_path, family, cls):
     start = {i: records[i].trace["span"][0] for i in (0, 1)}  # docs 0 and 1 shared the first batch
     assert start[0] - start[1] == length[1] - length[0]
     lm.clean()
+
+
+@pytest.mark.slow
+def test_a_trace_that_cannot_be_written_never_takes_the_results_down(tmp_path):
+    """lmms-eval calls ``clean()`` before it scores and writes its results: a trace folder removed (or a
+    disk filled) during the run is logged, and ``clean()`` returns normally, the upstream one included."""
+    from loguru import logger
+    from vreason_lmms_eval import models
+    from vreason_lmms_eval.synthetic_task import build_requests
+
+    from vreason_hooks.apps.tiny_checkpoints import write_tiny_checkpoint
+
+    ckpt = str(write_tiny_checkpoint("qwen2_5_vl", tmp_path / "tiny"))
+    task, requests = build_requests(make_task(tmp_path / "task", n=1))
+    requests[0].arguments[2]["max_new_tokens"] = 2
+    trace_dir = tmp_path / "traces"
+    lm = models.VReasonQwen2_5_VL(pretrained=ckpt, prompt_model="own", trace_dir=str(trace_dir), **QWEN_VIDEO)
+    lm.task_dict["vreason_synth"] = task.dataset
+    assert len(lm.generate_until(requests)) == 1
+    if trace_dir.is_dir():  # created when the model was built (test_output_locations_are_checked_...)
+        trace_dir.rmdir()
+    trace_dir.write_text("the folder became a file")  # what a full disk or a removed folder looks like
+    logged: list[str] = []
+    sink = logger.add(lambda message: logged.append(str(message)), level="ERROR")
+    try:
+        lm.clean()  # raised FileExistsError before, and lmms-eval wrote no results
+    finally:
+        logger.remove(sink)
+    assert lm.vreason_summary["completed"] == 1 and not lm.vreason.attached
+    assert any("could not write" in m and "lmms-eval's results are not affected" in m for m in logged), logged

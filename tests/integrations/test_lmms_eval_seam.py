@@ -72,6 +72,13 @@ def test_filelock_api_is_importable_and_lmms_eval_patch_runs():
         pass
 
 
+def test_registered_model_names_are_what_the_cli_accepts():
+    """``prompt_model=`` is checked against these: lmms-eval's own names, ours and aliases."""
+    names = lmms_eval_seam.registered_model_names()
+    assert {"qwen2_5_vl", "qwen3_vl", "huggingface", "llava_hf"} <= names
+    assert {"vreason_qwen2_5_vl", "vreason_llava_video", "vreason_llava_onevision"} <= names
+
+
 def test_output_model_name_matches_lmms_eval_folders():
     assert lmms_eval_seam.output_model_name("pretrained=/tmp/ckpt/tiny-qwen,lr=0.1").endswith("tiny-qwen")
 
