@@ -140,8 +140,7 @@ def engine_facts(vllm_config) -> dict[str, Any]:
         model = vllm_config.model_config
         return {
             "compiled": compilation.mode != resolve("compilation_none"),
-            "cudagraphs": str(getattr(compilation, "cudagraph_mode", "NONE")).upper().endswith("NONE")
-            is False,
+            "cudagraphs": getattr(getattr(compilation, "cudagraph_mode", None), "name", "NONE") != "NONE",
             "v2_runner": bool(vllm_config.use_v2_model_runner),
             "tensor_parallel": parallel.tensor_parallel_size,
             "pipeline_parallel": parallel.pipeline_parallel_size,
