@@ -53,12 +53,17 @@ def _install_front_end() -> None:
     def process_inputs_factory(original):
         def process_inputs(self, *args, **kwargs):
             params, lora_request = seam.request_parameters(original, (self, *args), kwargs)
-            settings = admission.admit(params, self.vllm_config, lora_request)
+            try:
+                settings = admission.admit(params, self.vllm_config, lora_request)
+            except VReasonError as err:
+                raise seam.as_client_error(err) from None
             request = original(self, *args, **kwargs)
             if settings is not None and seam.engine_request_has_embeds(request):
-                raise admission.UnsupportedSettingError(
-                    "V-Reason needs the prompt's token ids to find the controlled span; this request gives "
-                    "prompt embeddings"
+                raise seam.as_client_error(
+                    admission.UnsupportedSettingError(
+                        "V-Reason needs the prompt's token ids to find the controlled span; this request "
+                        "gives prompt embeddings"
+                    )
                 )
             return request
 
@@ -66,7 +71,10 @@ def _install_front_end() -> None:
 
     def beam_factory(original):
         def to_beam_search_params(self, *args, **kwargs):
-            admission.refuse_beam_search(seam.beam_search_arguments(self))
+            try:
+                admission.refuse_beam_search(seam.beam_search_arguments(self))
+            except VReasonError as err:
+                raise seam.as_client_error(err) from None
             return original(self, *args, **kwargs)
 
         return to_beam_search_params

@@ -57,6 +57,7 @@ INTERNALS = {
     "worker_wrapper": "vllm.v1.worker.worker_base:WorkerWrapperBase",
     "forward_context": "vllm.forward_context:get_forward_context",
     "compilation_none": "vllm.config:CompilationMode.NONE",
+    "client_error": "vllm.exceptions:VLLMClientError",
 }
 """Every class-level vLLM name the plugin uses, as ``module:attribute.path`` (a test moves one)."""
 
@@ -154,6 +155,18 @@ def engine_facts(vllm_config) -> dict[str, Any]:
         }
     except AttributeError as err:
         raise moved(f"VllmConfig field ({err})") from None
+
+
+@functools.cache
+def _client_error_class(cls: type) -> type:
+    return type(cls.__name__, (cls, resolve("client_error")), {"__module__": cls.__module__})
+
+
+def as_client_error(err: Exception) -> Exception:
+    """``err`` as an instance of its own class that is also vLLM's ``VLLMClientError``: the OpenAI server
+    answers those with HTTP 400 (``AsyncLLM.generate`` turns any other exception into a 500), and
+    ``except ConfigError`` still catches it offline."""
+    return _client_error_class(type(err))(*err.args)
 
 
 def beam_search_arguments(request) -> dict | None:
