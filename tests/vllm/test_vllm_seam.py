@@ -1,5 +1,6 @@
 """The seam and the admission checks without an engine: a moved vLLM internal is one loud line (and every
-controlled request is refused with it), and each engine setting V-Reason cannot serve is refused in one line."""
+controlled request is refused with it), and each engine setting V-Reason cannot serve is refused in one
+line."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 import transformers
-
-from vreason_hooks.errors import ConfigError, UnsupportedSettingError, UpstreamError
 from vreason_vllm import admission, plugin
 from vreason_vllm import vllm_seam as seam
+
+from vreason_hooks.errors import ConfigError, UnsupportedSettingError, UpstreamError
 
 CONTROLLED = SimpleNamespace(extra_args={"vreason": {"lr": 1e-3}})
 PLAIN = SimpleNamespace(extra_args=None)
@@ -35,7 +36,7 @@ def test_a_moved_internal_is_one_line_naming_it_and_refuses_controlled_requests(
     plugin.register()  # in a fresh process: records the line, installs nothing
     assert admission.PLUGIN_ERRORS == [message]
     assert admission.admit(PLAIN, config()) is None  # plain requests are served as stock
-    with pytest.raises(UpstreamError, match="GPUModelRunner.load_model"):
+    with pytest.raises(UpstreamError, match=r"GPUModelRunner\.load_model"):
         admission.admit(CONTROLLED, config())
 
 

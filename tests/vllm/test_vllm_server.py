@@ -1,6 +1,6 @@
-"""vLLM's OpenAI server (``vllm serve``) with ``--enforce-eager`` and the plugin installed (tiny Llama, bf16, one process per role: API
-server, engine core, worker): requests opt in with flat ``vllm_xargs`` keys; refusals are HTTP 400 for that
-request alone; traces land in the folder the request names."""
+"""vLLM's OpenAI server (``vllm serve``) with ``--enforce-eager`` and the plugin installed (tiny Llama,
+bf16, one process per role: API server, engine core, worker): requests opt in with flat ``vllm_xargs`` keys;
+refusals are HTTP 400 for that request alone; traces land in the folder the request names."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import time
 
 import httpx
 import pytest
-
 from engines import prompt
+
 from vreason_hooks.trace import load_traces
 
 pytestmark = pytest.mark.slow
