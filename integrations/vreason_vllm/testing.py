@@ -131,8 +131,47 @@ def write_tiny_checkpoint(
     model.save_pretrained(out_dir)
     for name in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"):
         shutil.copy(qwen_tokenizer_dir() / name, out_dir / name)
+    if family == "qwen2_5_vl":
+        _write_processor_configs(out_dir)
     config_path = out_dir / "tokenizer_config.json"
     tokenizer_config = json.loads(config_path.read_text())
     tokenizer_config["chat_template"] = CHAT_TEMPLATE
     config_path.write_text(json.dumps(tokenizer_config, indent=1))
     return out_dir
+
+
+_QWEN_VL_PROCESSING = {
+    "patch_size": 14,
+    "merge_size": 2,
+    "temporal_patch_size": 2,
+    "min_pixels": 3136,
+    "max_pixels": 12845056,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "processor_class": "Qwen2_5_VLProcessor",
+}
+"""Qwen2.5-VL-7B-Instruct's processing settings (patch 14, 2x2 merge, temporal patch 2)."""
+
+
+def _write_processor_configs(out_dir: Path) -> None:
+    """The processor files of a Qwen2.5-VL checkpoint, written as JSON (instantiating the processor classes
+    would need torchvision, which does not load in the vLLM environment)."""
+    image = {**_QWEN_VL_PROCESSING, "image_processor_type": "Qwen2VLImageProcessor"}
+    video = {**_QWEN_VL_PROCESSING, "video_processor_type": "Qwen2VLVideoProcessor"}
+    (out_dir / "preprocessor_config.json").write_text(json.dumps(image, indent=1))
+    (out_dir / "video_preprocessor_config.json").write_text(json.dumps(video, indent=1))
+    (out_dir / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}))
+
+
+def video_embeddings(grid: tuple[int, int, int], hidden: int = 128, seed: int = 0):
+    """Precomputed video embeddings for vLLM's ``enable_mm_embeds`` path: ``(t * h * w / 4, hidden)`` random
+    vectors for a video of ``grid = (t, h, w)`` patches (after the 2x2 merge, one token per 4 patches), with
+    the ``video_grid_thw`` vLLM needs to place them."""
+    import torch
+
+    t, h, w = grid
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "video_embeds": torch.randn(t * h * w // 4, hidden, generator=g),
+        "video_grid_thw": torch.tensor([[t, h, w]]),
+    }
