@@ -39,7 +39,8 @@ def _task_folder(tmp_path: Path) -> Path:
 
 
 def _run(model: str, model_args: str, folder: Path, out: Path) -> dict[int, str]:
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1"}
+    # vLLM's default deployment (a process per role): the traces travel back over collective_rpc
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "lmms_eval", "--model", model, "--model_args", model_args]
     command += ["--tasks", "vreason_text", "--include_path", str(folder), "--batch_size", "3"]
     command += ["--output_path", str(out), "--log_samples"]
@@ -56,7 +57,7 @@ def runs(checkpoint, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lmms")
     folder = _task_folder(tmp)
     engine = f"model={checkpoint('qwen2')},enforce_eager=True,max_model_len=1024,dtype=float32"
-    engine += ",distributed_executor_backend=uni,max_new_tokens=12"
+    engine += ",max_new_tokens=12"
     upstream = _run("vllm", engine, folder, tmp / "upstream")
     ours = _run("vreason_vllm", engine + ",objective=none", folder, tmp / "vreason")
     return upstream, ours, tmp / "vreason"
