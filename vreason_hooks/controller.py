@@ -79,6 +79,16 @@ class EntropySwitch:
         return 1 if self.ema >= self.peak else -1
 
 
+def update_due(step: int, step_interval: int) -> bool:
+    """Whether the forward that produces generated token ``step`` (0: the prefill's) ends with one AdamW step
+    on ΔV: after tokens ``k-1, 2k-1, ...`` for ``k = step_interval``, never at the prefill.
+
+    The rule of :class:`vreason_hooks.generation.UpdateSchedule`, as a function that engines other than
+    ``generate`` (vLLM) share without importing the HF plumbing.
+    """
+    return step > 0 and (step + 1) % step_interval == 0
+
+
 def _adamw(params: list[torch.Tensor], config: VReasonConfig) -> torch.optim.AdamW:
     """AdamW on ΔV; the fused kernel where the device has one (one kernel per step instead of a dozen)."""
     try:

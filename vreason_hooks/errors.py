@@ -45,7 +45,14 @@ class ConcurrentUseError(VReasonError, RuntimeError):
 
 
 class ConfigError(VReasonError, ValueError):
-    """A V-Reason setting or config file is invalid (the message names the field and its valid range)."""
+    """A V-Reason setting or config file is invalid (the message names the field and its valid range).
+
+    ``validation``: the pydantic ``ValidationError`` behind it, when there is one (callers that know more
+    context, such as a file name, rephrase it with :func:`validation_message`)."""
+
+    def __init__(self, message: str, validation: Any = None):
+        super().__init__(message)
+        self.validation = validation
 
 
 class ConfigTypeError(ConfigError, TypeError):

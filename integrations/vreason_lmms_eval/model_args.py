@@ -15,10 +15,8 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pydantic import ValidationError
-
 from vreason_hooks import VReasonConfig
-from vreason_hooks.errors import VReasonError, validation_message
+from vreason_hooks.errors import ConfigError, VReasonError, validation_message
 
 NONE_WORDS = ("none", "null")
 
@@ -79,9 +77,10 @@ def split_model_args(
             )
     try:
         config = VReasonConfig.model_validate(config_args)
-    except ValidationError as err:
+    except ConfigError as err:
         raise ModelArgsError(
-            f"{model}: bad --model_args value: {validation_message(err, noun='', values=config_args)}"
+            f"{model}: bad --model_args value: "
+            f"{validation_message(err.validation, noun='', values=config_args)}"
         ) from None
     return config, IntegrationOptions(**options), upstream
 

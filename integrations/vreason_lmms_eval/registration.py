@@ -31,4 +31,6 @@ def manifests() -> list[ModelManifest]:
             simple_class_path=f"{_MODELS}.VReasonLlavaVideo",
             aliases=("vreason_llava_onevision",),
         ),
+        # V-Reason inside vLLM (lmms-eval's own `vllm` chat model; integrations/vreason_vllm, docs/vllm.md)
+        ModelManifest(model_id="vreason_vllm", chat_class_path="vreason_vllm.lmms_eval_model.VReasonVLLM"),
     ]

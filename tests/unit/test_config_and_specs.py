@@ -56,9 +56,9 @@ def test_valid_config_round_trips(fields):
 @given(st.sampled_from(sorted(INVALID)).flatmap(lambda k: st.tuples(st.just(k), INVALID[k])))
 def test_invalid_config_value_names_the_field(item):
     field, value = item
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(vreason.ConfigError) as err:  # the constructor's error is one line (was pydantic's)
         vreason.VReasonConfig(**{field: value})
-    assert field in str(err.value)
+    assert field in str(err.value) and "\n" not in str(err.value)
 
 
 @given(
@@ -67,8 +67,24 @@ def test_invalid_config_value_names_the_field(item):
     )
 )
 def test_unknown_config_field_is_rejected(name):
-    with pytest.raises(ValidationError, match=name):
+    with pytest.raises(vreason.ConfigError, match=f"unknown field '{name}'"):
         vreason.VReasonConfig(**{name: 1})
+
+
+def test_every_way_to_build_a_config_gives_one_line_and_attach_revalidates_copies():
+    """Constructor, model_validate, coerce_config: one ConfigError line naming the field. model_copy(update=)
+    skips validation, so attach validates again instead of crashing in generate (ZeroDivisionError)."""
+    for build in (
+        lambda: vreason.VReasonConfig(lr=-1),
+        lambda: vreason.VReasonConfig.model_validate({"lr": -1}),
+    ):
+        with pytest.raises(
+            vreason.ConfigError, match=r"^bad V-Reason config: field lr=-1: must be a finite "
+        ):
+            build()
+    broken = vreason.VReasonConfig().model_copy(update={"step_interval": 0})
+    with pytest.raises(vreason.ConfigError, match="step_interval"):
+        vreason.attach(T.tiny_llama(), broken)
 
 
 def test_config_from_toml_file(tmp_path):
@@ -92,9 +108,9 @@ def test_config_from_toml_file(tmp_path):
     ],
 )
 def test_non_finite_and_out_of_range_settings_give_the_valid_range(field, value, valid):
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(vreason.ConfigError) as err:
         vreason.VReasonConfig(**{field: value})
-    assert field in str(err.value) and valid in str(err.value)
+    assert field in str(err.value) and valid in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(vreason.ConfigError) as one_line:
         vreason.coerce_config({field: value})
     message = str(one_line.value)

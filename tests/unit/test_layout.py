@@ -146,21 +146,38 @@ LMMS_EVAL_INTERNALS = frozenset(
     _get_model_name sanitize_model_name _enable_reentrant_filelocks _api task_manager datetime_str""".split()
 )
 """lmms-eval internals (in files that import lmms_eval): named only in vreason_lmms_eval/lmms_eval_seam.py."""
+VLLM_INTERNALS = frozenset(
+    """do_kv_cache_update query_start_loc seq_lens attn_metadata input_batch req_ids execute_model
+    sample_tokens compute_logits SchedulerOutput ModelRunnerOutput get_forward_context""".split()
+)
+"""vLLM internals: named only in vreason_vllm/vllm_seam.py."""
 SEAMS = {
     "transformers_seam": (TRANSFORMERS_INTERNALS, "vreason_hooks/transformers_seam.py"),
     "lmms_eval_seam": (LMMS_EVAL_INTERNALS, "integrations/vreason_lmms_eval/lmms_eval_seam.py"),
+    "vllm_seam": (VLLM_INTERNALS, "integrations/vreason_vllm/vllm_seam.py"),
 }
-SEAM_TESTS = ("tests/engine/test_transformers_seam.py", "tests/integrations/test_lmms_eval_seam.py")
+SEAM_TESTS = (
+    "tests/engine/test_transformers_seam.py",
+    "tests/integrations/test_lmms_eval_seam.py",
+    "tests/integrations/vllm/test_vllm_seam.py",
+)
 """The seams' own tests exercise the internals directly (that is how they catch a move)."""
 
 
 def _names(tree: ast.AST):
     """``(line, name)`` of every identifier, attribute, keyword, definition, import part and exact string in
     ``tree``; an attribute read through a seam module (``transformers_seam.DynamicLayer``) is the seam's."""
+    seams = set(SEAMS) | {  # a seam imported under another name (``from . import vllm_seam as seam``)
+        alias.asname
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+        if alias.asname and alias.name.split(".")[-1] in SEAMS
+    }
     through_seam = {
         id(node)
         for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in SEAMS
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in seams
     }
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
@@ -196,6 +213,7 @@ def upstream_leaks(path: Path) -> list[str]:
     """``file:line: name (seam)`` for every upstream internal ``path`` names outside its seam module."""
     tree = ast.parse(path.read_text(), filename=str(path))
     forbidden = {name: "transformers_seam" for name in TRANSFORMERS_INTERNALS}
+    forbidden.update({name: "vllm_seam" for name in VLLM_INTERNALS})
     if _imports_lmms_eval(tree):
         forbidden.update({name: "lmms_eval_seam" for name in LMMS_EVAL_INTERNALS})
     found = sorted((line, name) for line, name in _names(tree) if name in forbidden)
@@ -224,6 +242,7 @@ def test_the_seam_check_catches_a_planted_name(tmp_path):
         "    cache = kwargs['past_key_values']\n"
         "    model.config._attn_implementation = 'eager'\n"
         "    wrapper._model = model\n"
+        "    runner.execute_model = None\n"
         "    return transformers_seam.DynamicLayer, cache.get_seq_length()\n"
     )
     leaks = upstream_leaks(planted)
@@ -231,5 +250,6 @@ def test_the_seam_check_catches_a_planted_name(tmp_path):
         "past_key_values (belongs in transformers_seam)",
         "_attn_implementation (belongs in transformers_seam)",
         "_model (belongs in lmms_eval_seam)",
+        "execute_model (belongs in vllm_seam)",
         "get_seq_length (belongs in transformers_seam)",
     ], leaks

@@ -74,10 +74,8 @@ def _quiet_libraries(debug: bool = False) -> None:
 def load_config(path: str | None, base=None, **overrides):
     """A :class:`VReasonConfig`: ``base`` (default: the paper's), then the fields set in ``path``
     (TOML/JSON/YAML), then the command-line ``overrides`` that are not ``None``; any problem is one line."""
-    from pydantic import ValidationError
-
     from ..config import CONFIG_SUFFIXES, VReasonConfig
-    from ..errors import validation_message
+    from ..errors import ConfigError, validation_message
 
     data = base.model_dump() if base is not None else {}
     if path:
@@ -88,10 +86,9 @@ def load_config(path: str | None, base=None, **overrides):
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return VReasonConfig.model_validate(data)
-    except ValidationError as err:
-        raise CliError(
-            f"bad V-Reason setting: {validation_message(err, known=VReasonConfig.model_fields)}"
-        ) from None
+    except ConfigError as err:
+        detail = validation_message(err.validation, known=VReasonConfig.model_fields)
+        raise CliError(f"bad V-Reason setting: {detail}") from None
 
 
 def _existing_file(name: str, what: str, expected: str) -> Path:
