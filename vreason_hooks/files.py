@@ -25,8 +25,7 @@ def read_text(path: Path, what: str, error: type[VReasonError]) -> str:
 
 def write_text(path: Path, text: str, what: str, error: type[VReasonError]) -> Path:
     """Write ``text`` to ``path`` (creating its folder); a folder in the way, a file where a folder should be
-    or
-    no permission is one ``error`` line naming the file."""
+    or no permission is one ``error`` line naming the file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
