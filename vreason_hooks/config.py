@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, ConfigTypeError, validation_message
+from .files import read_text
 
 Objective = Literal["switch", "max", "min", "none"]
 CONFIG_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
@@ -177,7 +178,7 @@ class VReasonConfig(BaseModel):
                 f"bad config file {path}: unknown type {path.suffix or '(no suffix)'!r}; use a "
                 f"{', '.join(CONFIG_SUFFIXES)} file of VReasonConfig fields"
             )
-        text = path.read_text()
+        text = read_text(path, "bad config file", ConfigError)
         try:
             if suffix == ".toml":
                 import tomllib

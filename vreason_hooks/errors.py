@@ -55,6 +55,10 @@ class ConfigError(VReasonError, ValueError):
         self.validation = validation
 
 
+class TraceError(VReasonError, ValueError):
+    """A trace file or trace value is invalid (the message names the file, the trace and the field)."""
+
+
 class ConfigTypeError(ConfigError, TypeError):
     """Something that is not a V-Reason config was passed where one is expected (the message says what to
     pass)."""

@@ -74,7 +74,7 @@ def check_model_state(controlled_layer: nn.Module) -> None:
     if transformers_seam.checkpointed(controlled_layer):
         raise UnsupportedSettingError(
             "V-Reason cannot update ΔV through a layer under gradient checkpointing in training mode: call "
-            "model.eval() before generate (or model.gradient_checkpointing_disable())"
+            "model.eval() before generate (or model.activation_checkpointing_disable())"
         )
 
 

@@ -166,6 +166,7 @@ class Session:
     def _generate(self, original, *args, **kwargs):
         if self._flow.thread.paused:
             return original(*args, **kwargs)
+        guards.check_not_compiled(self.model)  # compiled after attach: its traced forward skips the hooks
         settings = transformers_seam.generation_settings(self.model, original, args, kwargs)
         guards.check_generation_settings(
             settings, self.adapter.controlled_layer, self.adapter.cache_layer_index

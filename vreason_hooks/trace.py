@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import TraceError
+from .files import read_text, write_text
 
 
 @dataclass
@@ -90,6 +96,11 @@ class Trace:
                 raise ValueError(
                     f"field {name!r} must be a list of {what}, got {_json_type(values)} {_head(values)}"
                 )
+            bad = next((v for v in values if isinstance(v, float) and not math.isfinite(v)), None)
+            if bad is not None:
+                raise ValueError(
+                    f"field {name!r} holds {bad}: trace values are finite (a diverged token is null, not NaN)"
+                )
 
     def _check_lengths(self) -> None:
         for name in ("ema", "peak", "alpha"):
@@ -142,32 +153,63 @@ def _head(values: object) -> str:
     return text if len(text) <= 40 else text[:40] + "…"
 
 
-def save_traces(traces: list[Trace], path: str | Path) -> Path:
-    """Write traces as a JSON list (one object per trace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([t.to_dict() for t in traces], indent=1, allow_nan=False))
-    return path
+def save_traces(traces: Trace | Iterable[Trace], path: str | Path) -> Path:
+    """Write traces (one, or a list) as a JSON list (one object per trace); returns the path.
+
+    Raises:
+        TraceError: for something that is not a trace (naming its position and type), a non-finite value, or a
+            path that cannot be written (one line naming it).
+    """
+    items = [traces] if isinstance(traces, Trace) else traces
+    if isinstance(items, (str, bytes, dict)) or not isinstance(items, Iterable):
+        raise TraceError(f"save_traces takes a Trace or a list of Traces, got {type(traces).__name__}")
+    items = list(items)
+    bad = next((i for i, t in enumerate(items) if not isinstance(t, Trace)), None)
+    if bad is not None:
+        raise TraceError(
+            f"save_traces: item {bad} is a {type(items[bad]).__name__}, not a Trace (session.traces)"
+        )
+    for i, trace in enumerate(items):
+        _checked(trace.check, f"trace {i}")
+    if not isinstance(path, (str, Path)):
+        raise TraceError(f"save_traces: the path must be a str or Path, got {type(path).__name__}")
+    text = json.dumps([t.to_dict() for t in items], indent=1, allow_nan=False)
+    return write_text(Path(path), text, "save_traces:", TraceError)
 
 
 def load_traces(path: str | Path) -> list[Trace]:
-    """Read traces written by :func:`save_traces`, a single trace object, or JSONL (one per line)."""
-    text = Path(path).read_text().strip()
+    """Read traces written by :func:`save_traces`, a single trace object, or JSONL (one per line).
+
+    Raises:
+        TraceError: for a missing, unreadable or malformed file, or a field of the wrong type, length or a
+            non-finite number (one line naming the trace and the field).
+    """
+    text = read_text(Path(path), "trace file", TraceError).strip()
     if not text:
         return []
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:  # JSONL: one object per line
-        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = _checked(lambda: json.loads(text, parse_constant=_refuse_constant), f"{path}")
+    except TraceError:  # JSONL: one object per line (a real syntax error fails again, line by line)
+        lines = [line for line in text.splitlines() if line.strip()]
+        data = [_checked(functools.partial(json.loads, line, parse_constant=_refuse_constant), f"{path}")
+                for line in lines]  # fmt: skip
     items = data if isinstance(data, list) else [data]
-    traces = []
-    for i, item in enumerate(items):
-        try:
-            traces.append(Trace.from_dict(_unwrap(item)))
-        except (TypeError, ValueError) as err:
-            where = f"trace {i}" if len(items) > 1 else "the trace"
-            raise ValueError(f"{where}: {err}") from None
-    return traces
+    where = [f"{path}: trace {i}" if len(items) > 1 else f"{path}" for i in range(len(items))]
+    return [_checked(lambda item=item: Trace.from_dict(_unwrap(item)), w) for item, w in zip(items, where)]
+
+
+def _refuse_constant(name: str) -> float:
+    """JSON's non-standard ``NaN`` / ``Infinity``: a trace never holds them (a diverged token is ``null``)."""
+    raise ValueError(f"holds {name}, which a trace never does (a non-finite entropy is written as null)")
+
+
+def _checked(build: Any, where: str) -> Any:
+    """``build()``; its ``TypeError`` / ``ValueError`` becomes one :class:`TraceError` line led by
+    ``where``."""
+    try:
+        return build()
+    except (TypeError, ValueError) as err:
+        raise TraceError(f"{where}: {err}") from None
 
 
 def _unwrap(item: Any) -> Any:

@@ -152,6 +152,12 @@ def known_task_names(include_path: str | None = None) -> set[str]:
     return set(manager.all_tasks)
 
 
+def wrapper_batch_size(wrapper) -> int:
+    """The documents per call of a wrapper that keeps them in ``batch_size_per_gpu`` (lmms-eval's ``vllm``
+    model has no ``batch_size`` property)."""
+    return int(getattr(wrapper, WRAPPER_FIELDS["batch_size"]))
+
+
 # ---------------------------------------------------------------------------------------------- filelock
 def _version(distribution: str) -> str | None:
     from vreason_hooks.transformers_seam import installed_version

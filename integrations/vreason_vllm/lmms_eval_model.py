@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lmms_eval.models.chat.vllm import VLLM as _VLLMChat
 from loguru import logger as eval_logger
+from vreason_lmms_eval import lmms_eval_seam
 from vreason_lmms_eval.cli_context import rename_pending_task_manager, run_stamp
 from vreason_lmms_eval.records import DocRecord, Records, cli_output_dir
 
@@ -68,7 +69,7 @@ class VReasonVLLM(_VLLMChat):
         return params
 
     def generate_until(self, requests):
-        size = max(1, int(self.batch_size))
+        size = max(1, lmms_eval_seam.wrapper_batch_size(self))
         answers = []
         for start in range(0, len(requests), size):
             batch = requests[start : start + size]

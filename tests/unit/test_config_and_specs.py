@@ -289,27 +289,73 @@ def test_span_detection_token_and_prompt(marks, pads):
         assert span.tolist() == [i for i in range(ids.shape[1]) if mask[b, i]]
 
 
-def test_plugin_specs_come_from_the_entry_point_group(monkeypatch, tmp_path):
-    from vreason_hooks.adapters import registry
+class _EntryPoint:
+    """A stand-in installed plugin: ``load()`` returns ``loaded`` (or raises it)."""
 
+    def __init__(self, name, loaded):
+        self.name, self.value, self.loaded = name, f"{name}_pkg:specs", loaded
+        self.dist = type("Dist", (), {"name": f"{name}-dist"})()
+
+    def load(self):
+        if isinstance(self.loaded, BaseException):
+            raise self.loaded
+        return self.loaded
+
+
+@pytest.fixture
+def installed_plugins(monkeypatch):
+    """``installed_plugins(*entry_points)``: these are the installed adapter plugins for the test."""
+    from vreason_hooks.adapters import plugins
+
+    def install(*eps):
+        monkeypatch.setattr(
+            plugins, "entry_points", lambda group: list(eps) if group == plugins.ENTRY_POINT_GROUP else []
+        )
+        adapters.refresh()
+
+    yield install
+    monkeypatch.undo()
+    adapters.refresh()
+
+
+def test_plugin_specs_come_from_the_entry_point_group(installed_plugins, tmp_path):
     path = tmp_path / "plugin.toml"
     path.write_text(SPEC.replace('name = "mine"', 'name = "plugged"').replace('["llama"]', '["gpt2"]'))
+    installed_plugins(_EntryPoint("demo", lambda: [str(path)]))
+    assert adapters.get("plugged").model_types == ["gpt2"]
+    assert isinstance(adapters.get("plugged"), AdapterSpec)
+    assert adapters.plugin_problems() == []
 
-    class EntryPoint:
-        name, value = "demo", "pkg:specs"
 
-        def load(self):
-            return lambda: [str(path)]
+def test_a_broken_plugin_is_skipped_with_a_warning_naming_it_and_doctor_reports_it(
+    installed_plugins, tmp_path
+):
+    """One plugin that cannot import (or raises) used to break every attach, `vreason adapters` and doctor."""
+    from vreason_hooks.apps import doctor
 
-    monkeypatch.setattr(
-        registry, "entry_points", lambda group: [EntryPoint()] if group == registry.ENTRY_POINT_GROUP else []
-    )
-    adapters.refresh()
-    try:
-        assert adapters.get("plugged").model_types == ["gpt2"]
-        assert isinstance(adapters.get("plugged"), AdapterSpec)
-    finally:
-        adapters.refresh()
+    installed_plugins(_EntryPoint("broken", ImportError("No module named 'broken_pkg'")),
+                      _EntryPoint("raising", lambda: 1 / 0))  # fmt: skip
+    with pytest.warns(UserWarning) as caught:
+        names = [s.name for s in adapters.available()]
+    assert "llama" in names  # the shipped adapters are all still there
+    text = " | ".join(str(w.message) for w in caught)
+    assert "broken = broken_pkg:specs (from broken-dist): skipped: it failed to load (ImportError" in text
+    assert "raising = raising_pkg:specs (from raising-dist)" in text and "ZeroDivisionError" in text
+    vreason.attach(T.tiny_llama()).detach()
+    failures = [c for c in doctor.registry_checks() if not c.ok]
+    assert failures and "broken_pkg" in failures[0].detail
+
+
+def test_a_plugin_spec_reusing_a_shipped_name_or_model_type_is_shadowed_with_a_warning(
+    installed_plugins, tmp_path
+):
+    same_type = tmp_path / "same_type.toml"
+    same_type.write_text(SPEC.replace('name = "mine"', 'name = "my_llama"'))  # model_types = ["llama"]
+    installed_plugins(_EntryPoint("shadow", lambda: [str(same_type)]))
+    with pytest.warns(UserWarning, match=r"spec 'my_llama' shadowed: llama is a shipped adapter's"):
+        adapters.available()
+    assert adapters.find_adapter(T.tiny_llama()).name == "llama"
+    assert [p.entry_point for p in adapters.plugin_problems()] == ["shadow = shadow_pkg:specs"]
 
 
 # ---------------------------------------------------------------------------------------------- quirks as

@@ -3,14 +3,15 @@
 A model family is described by one small TOML spec file (see ``specs/`` and ``docs/adding-a-model.md``).
 """
 
+from .plugins import ENTRY_POINT_GROUP, PluginProblem
 from .registry import (
-    ENTRY_POINT_GROUP,
     ResolvedAdapter,
     adapter_for_config,
     available,
     builtin_spec_paths,
     find_adapter,
     get,
+    plugin_problems,
     refresh,
     refused,
     resolve,
@@ -21,6 +22,7 @@ from .spec import AdapterSpec, load_spec
 __all__ = [
     "ENTRY_POINT_GROUP",
     "AdapterSpec",
+    "PluginProblem",
     "ResolvedAdapter",
     "adapter_for_config",
     "available",
@@ -28,6 +30,7 @@ __all__ = [
     "find_adapter",
     "get",
     "load_spec",
+    "plugin_problems",
     "refresh",
     "refused",
     "resolve",

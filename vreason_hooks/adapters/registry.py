@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NoAdapterError, SpecError
 from .controlled import controlled_layer
+from .plugins import PluginProblem, load_plugins
 from .spec import AdapterSpec, load_spec
 
 if TYPE_CHECKING:  # listing specs must not import torch (the CLI's `vreason adapters` stays fast)
     from torch import nn
-
-ENTRY_POINT_GROUP = "vreason_hooks.adapters"
-"""Third-party packages add specs here: the entry point loads to a spec path, a list of paths, an
-:class:`AdapterSpec`, or a callable returning any of these."""
 
 HOW_TO_ADD = (
     "add one with a spec file (docs/adding-a-model.md) and pass attach(model, adapter='my_model.toml')"
@@ -32,29 +28,26 @@ def builtin_spec_paths() -> list[Path]:
     )
 
 
-def _plugin_specs() -> list[AdapterSpec]:
-    specs: list[AdapterSpec] = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = ep.load()
-        if callable(loaded) and not isinstance(loaded, AdapterSpec):
-            loaded = loaded()
-        for item in loaded if isinstance(loaded, (list, tuple)) else [loaded]:
-            spec = item if isinstance(item, AdapterSpec) else load_spec(item)
-            specs.append(
-                spec.model_copy(update={"source": spec.source or f"entry point {ep.name} ({ep.value})"})
-            )
-    return specs
-
-
 @functools.cache
+def _loaded() -> tuple[tuple[AdapterSpec, ...], tuple[PluginProblem, ...]]:
+    shipped = [load_spec(p) for p in builtin_spec_paths()]
+    plugins, problems = load_plugins(shipped)
+    return tuple(shipped + plugins), tuple(problems)
+
+
 def _cached_available() -> tuple[AdapterSpec, ...]:
-    return tuple([load_spec(p) for p in builtin_spec_paths()] + _plugin_specs())
+    return _loaded()[0]
+
+
+def plugin_problems() -> list[PluginProblem]:
+    """The plugins skipped (they failed to load) or shadowed (they reuse a shipped name or model type)."""
+    return list(_loaded()[1])
 
 
 def refresh() -> None:
     """Forget the specs read so far: the next lookup reads the shipped specs and the plugins' again (after a
     plugin was installed or removed in a running process)."""
-    _cached_available.cache_clear()
+    _loaded.cache_clear()
     refused.cache_clear()
 
 
@@ -203,9 +196,17 @@ def _pick_spec(model: nn.Module, adapter: str | Path | AdapterSpec | None) -> Ad
         return find_adapter(model)
     if isinstance(adapter, AdapterSpec):
         return adapter
-    if isinstance(adapter, Path) or str(adapter).endswith(".toml"):
-        return load_spec(adapter)
-    return get(str(adapter))
+    if not isinstance(adapter, (str, Path)):
+        raise SpecError(
+            f"attach(adapter=...) takes an adapter name, a path to a .toml spec file or an AdapterSpec; got "
+            f"{type(adapter).__name__}"
+        )
+    path = Path(adapter)
+    if isinstance(adapter, Path) or path.suffix or path.exists() or len(path.parts) > 1:  # a file, not a name
+        if path.suffix.lower() != ".toml":
+            raise SpecError(f"adapter spec {path}: not a .toml spec file (see docs/adding-a-model.md)")
+        return load_spec(path)
+    return get(adapter)
 
 
 def _check_kinds(spec: AdapterSpec, hf_model: nn.Module, final_norm: nn.Module, lm_head: nn.Module) -> None:

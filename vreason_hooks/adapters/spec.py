@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError, model_validator
 
 from ..errors import SpecError, validation_message
+from ..files import read_text
 
 if TYPE_CHECKING:  # torch only where spans are computed: listing and validating specs stays light
     import torch
@@ -289,10 +290,9 @@ def _short(value: object) -> str:
 def load_spec(path: str | Path) -> AdapterSpec:
     """Read and validate one spec file; any problem is a :class:`SpecError` naming the file and the key."""
     path = Path(path)
+    text = read_text(path, "adapter spec", SpecError)
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"adapter spec {path}: no such file") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"adapter spec {path}: not valid TOML ({err})") from None
     if "source" in data:

@@ -51,10 +51,11 @@ def version_checks() -> list[Check]:
 
 def registry_checks() -> list[Check]:
     """The adapters this installation knows and the lmms-eval models our entry point registers."""
-    from ..adapters import available
+    from ..adapters import available, plugin_problems
 
     specs = available()
     checks = [Check("adapters", bool(specs), ", ".join(s.name for s in specs) or "none")]
+    checks += [Check("adapter plugin", False, str(problem)) for problem in plugin_problems()]
     names = []
     installed = transformers_seam.installed_version("lmms-eval") is not None
     try:
