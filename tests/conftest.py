@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
 
 import pytest
 import torch
+from deprecations import inside_upstream_call
 
 from vreason_hooks.apps.testing import FAMILIES
 
@@ -23,20 +22,6 @@ def family(request):
     return request.param, build, inputs
 
 
-_UPSTREAM_CALLS = threading.local()
-
-
-@contextlib.contextmanager
-def upstream_call_deprecations():
-    """Inside: a deprecation transformers logs is a third-party call's (e.g. lmms-eval passing
-    ``torch_dtype=``), not ours, and does not fail the test. Name the caller where you use it."""
-    _UPSTREAM_CALLS.active = True
-    try:
-        yield
-    finally:
-        _UPSTREAM_CALLS.active = False
-
-
 class _DeprecationRecords(logging.Handler):
     """Collects the deprecations transformers *logs* (``logger.warning_once``) instead of warning about."""
 
@@ -46,7 +31,7 @@ class _DeprecationRecords(logging.Handler):
 
     def emit(self, record):
         message = record.getMessage()
-        if "deprecated" in message.lower() and not getattr(_UPSTREAM_CALLS, "active", False):
+        if "deprecated" in message.lower() and not inside_upstream_call():
             self.messages.append(message)
 
 

@@ -190,9 +190,9 @@ def load_traces(path: str | Path) -> list[Trace]:
     try:
         data = _checked(lambda: json.loads(text, parse_constant=_refuse_constant), f"{path}")
     except TraceError:  # JSONL: one object per line (a real syntax error fails again, line by line)
-        lines = [line for line in text.splitlines() if line.strip()]
-        data = [_checked(functools.partial(json.loads, line, parse_constant=_refuse_constant), f"{path}")
-                for line in lines]  # fmt: skip
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        parse = functools.partial(json.loads, parse_constant=_refuse_constant)
+        data = [_checked(functools.partial(parse, line), f"{path}: line {n}") for n, line in lines]
     items = data if isinstance(data, list) else [data]
     where = [f"{path}: trace {i}" if len(items) > 1 else f"{path}" for i in range(len(items))]
     return [_checked(lambda item=item: Trace.from_dict(_unwrap(item)), w) for item, w in zip(items, where)]

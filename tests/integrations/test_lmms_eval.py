@@ -628,7 +628,7 @@ def _upstream_huggingface(pretrained: str, **kwargs):
     (on transformers 5 upstream loads a head-less ``AutoModel`` and its processor call fails; see
     models.py)."""
     import torch
-    from conftest import upstream_call_deprecations
+    from deprecations import upstream_call_deprecations
     from lmms_eval.models.chat.huggingface import Huggingface
     from transformers import AutoModelForImageTextToText
     from vreason_lmms_eval import lmms_eval_seam
